@@ -1,0 +1,33 @@
+"""Noisy activation functions (Gulcehre et al., 2016)."""
+
+from noisy_jax._src.activations import HALF_NORMAL_MEAN as HALF_NORMAL_MEAN
+from noisy_jax._src.activations import KINDS as KINDS
+from noisy_jax._src.activations import MODES as MODES
+from noisy_jax._src.activations import activation as activation
+from noisy_jax._src.activations import hard_sigmoid as hard_sigmoid
+from noisy_jax._src.activations import hard_tanh as hard_tanh
+from noisy_jax._src.activations import linearization as linearization
+from noisy_jax._src.activations import noisy_activation as noisy_activation
+from noisy_jax._src.activations import noisy_hard_sigmoid as noisy_hard_sigmoid
+from noisy_jax._src.activations import noisy_hard_tanh as noisy_hard_tanh
+from noisy_jax._src.activations import p_init as p_init
+from noisy_jax._src.activations import reference_defaults as reference_defaults
+from noisy_jax._src.activations import saturation as saturation
+from noisy_jax._src.activations import threshold as threshold
+
+__all__ = (
+    "HALF_NORMAL_MEAN",
+    "KINDS",
+    "MODES",
+    "activation",
+    "hard_sigmoid",
+    "hard_tanh",
+    "linearization",
+    "noisy_activation",
+    "noisy_hard_sigmoid",
+    "noisy_hard_tanh",
+    "p_init",
+    "reference_defaults",
+    "saturation",
+    "threshold",
+)
