@@ -1,0 +1,668 @@
+"""Noisy LSTM and GRU steps and whole-sequence scans (Gulcehre et al., 2016, Sec. 6).
+
+Pure functions shared by the Linen (:mod:`noisy_jax.nn`) and NNX
+(:mod:`noisy_jax.nnx`) modules: every sigmoid gate becomes a noisy hard-sigmoid and
+every tanh a noisy hard-tanh (:func:`noisy_jax.noisy_activation`), with one learned
+``p`` per unit per gate.
+
+Weight layout (one fused matrix per side, gate blocks side by side):
+
+* LSTM: ``input_kernel (D, 4H)``, ``recurrent_kernel (H, 4H)``, ``bias (4H,)`` with
+  column blocks ``[input, forget, output, candidate]``; ``p_gates (3H,)`` for the
+  three sigmoid gates, ``p_candidate (H,)`` for the candidate tanh and ``p_cell (H,)``
+  for the tanh of the new cell state.
+* GRU: ``input_kernel (D, 3H)``, ``recurrent_kernel (H, 3H)``, ``bias (3H,)`` with
+  blocks ``[reset, update, candidate]``, ``recurrent_bias (H,)`` inside the reset
+  product (as in ``flax.linen.GRUCell``); ``p_gates (2H,)``, ``p_candidate (H,)``.
+
+The elementwise part of a step is wrapped in ``jax.checkpoint``: the backward pass
+keeps only the step's pre-activations, the previous state and the key, and
+regenerates the noise and the gate values from them.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.linen import recurrent as linen_recurrent
+
+from noisy_jax._src import activations
+from noisy_jax._src import noise
+
+LSTM_GATES = ("input", "forget", "output", "candidate", "cell")
+GRU_GATES = ("reset", "update", "candidate")
+
+SIGMOID_KINDS = ("hard_sigmoid", "sigmoid")
+TANH_KINDS = ("hard_tanh", "tanh")
+
+# Gates (in column order) that the sigmoid part of each cell's pre-activation holds.
+_LSTM_SIGMOID_GATES = ("input", "forget", "output")
+_GRU_SIGMOID_GATES = ("reset", "update")
+
+
+class GateNoise(NamedTuple):
+  """How one kind of gate is activated: :math:`h`, the noise variant, ``c``, ``alpha``.
+
+  Attributes:
+    kind: the activation :math:`h`: ``"hard_sigmoid"``/``"sigmoid"`` for gates,
+      ``"hard_tanh"``/``"tanh"`` for the tanh units.
+    mode: ``"nan"``, ``"nah"``, ``"nani"``, ``"nanil"`` or ``"nanis"``.
+    c: the paper's :math:`c`; ``None`` takes the reference code's default for
+      ``kind`` and ``mode``. A scalar or per-unit array; may be traced.
+    alpha: the paper's :math:`\\alpha`; ``None`` takes the reference default.
+  """
+
+  kind: str
+  mode: str
+  c: Any = None
+  alpha: Any = None
+
+
+# Reference-code defaults (PAPERS.md A.2): NSigmoidP is half-normal, NTanhP normal.
+SIGMOID_GATE = GateNoise("hard_sigmoid", "nah")
+TANH_UNIT = GateNoise("hard_tanh", "nan")
+
+
+class LSTMWeights(NamedTuple):
+  """Learned parameters of a noisy LSTM (layout in the module docstring)."""
+
+  input_kernel: jax.Array
+  recurrent_kernel: jax.Array
+  bias: jax.Array
+  p_gates: jax.Array
+  p_candidate: jax.Array
+  p_cell: jax.Array
+
+
+class GRUWeights(NamedTuple):
+  """Learned parameters of a noisy GRU (layout in the module docstring)."""
+
+  input_kernel: jax.Array
+  recurrent_kernel: jax.Array
+  bias: jax.Array
+  recurrent_bias: jax.Array
+  p_gates: jax.Array
+  p_candidate: jax.Array
+
+
+def weight_shapes(cell: str, in_features: int, hidden_features: int) -> dict[str, tuple[int, ...]]:
+  """Shapes of the parameters of a noisy ``"lstm"`` or ``"gru"``, by name, in order.
+
+  Args:
+    cell: ``"lstm"`` or ``"gru"``.
+    in_features: input size :math:`D`.
+    hidden_features: hidden size :math:`H`.
+
+  Returns:
+    A dict from parameter name to shape, in the field order of
+    :class:`LSTMWeights` / :class:`GRUWeights`.
+
+  Example:
+    >>> from noisy_jax._src import recurrent
+    >>> recurrent.weight_shapes("gru", 3, 2)["recurrent_bias"]
+    (2,)
+  """
+  activations._check_choice(cell, "cell", ("lstm", "gru"))
+  d, h = in_features, hidden_features
+  if cell == "lstm":
+    return {
+        "input_kernel": (d, 4 * h), "recurrent_kernel": (h, 4 * h), "bias": (4 * h,),
+        "p_gates": (3 * h,), "p_candidate": (h,), "p_cell": (h,),
+    }
+  return {
+      "input_kernel": (d, 3 * h), "recurrent_kernel": (h, 3 * h), "bias": (3 * h,),
+      "recurrent_bias": (h,), "p_gates": (2 * h,), "p_candidate": (h,),
+  }
+
+
+def blockwise(init: Callable, num_blocks: int) -> Callable:
+  """Applies ``init`` to each of ``num_blocks`` equal column blocks of a kernel.
+
+  A fused ``(H, 4H)`` recurrent kernel then starts as four orthogonal ``(H, H)``
+  blocks, like ``flax.linen.OptimizedLSTMCell``'s per-gate kernels.
+  """
+
+  def init_fn(key, shape, dtype=jnp.float32):
+    *lead, width = shape
+    keys = jax.random.split(key, num_blocks)
+    blocks = [init(k, (*lead, width // num_blocks), dtype) for k in keys]
+    return jnp.concatenate(blocks, axis=-1)
+
+  return init_fn
+
+
+def initializer_for(name: str, kernel_init: Callable, recurrent_kernel_init: Callable,
+                    bias_init: Callable, p_init: Callable, num_blocks: int) -> Callable:
+  """The initializer of parameter ``name`` of :func:`weight_shapes`."""
+  if name == "input_kernel":
+    return blockwise(kernel_init, num_blocks)
+  if name == "recurrent_kernel":
+    return blockwise(recurrent_kernel_init, num_blocks)
+  if name.startswith("p_"):
+    return p_init
+  return bias_init
+
+
+def check_gate_noise(gate: GateNoise, prefix: str) -> GateNoise:
+  """Validates a :class:`GateNoise`; ``prefix`` (``"sigmoid"``/``"tanh"``) names the fields."""
+  kinds = SIGMOID_KINDS if prefix == "sigmoid" else TANH_KINDS
+  activations._check_choice(gate.kind, f"{prefix}_kind", kinds)
+  activations._check_choice(gate.mode, f"{prefix}_mode", activations.MODES)
+  return gate
+
+
+def check_noisy_gates(noisy_gates: Sequence[str], valid: tuple[str, ...]) -> tuple[str, ...]:
+  """Validates ``noisy_gates`` (names from ``valid``) and returns it as a tuple."""
+  if isinstance(noisy_gates, str):
+    raise TypeError(
+        f"noisy_gates must be a sequence of gate names, got the string {noisy_gates!r}. "
+        f"Fix: pass a tuple, e.g. noisy_gates=({noisy_gates!r},)."
+    )
+  for name in noisy_gates:
+    activations._check_choice(name, "noisy_gates entry", valid)
+  return tuple(noisy_gates)
+
+
+def _check_keyed(key: jax.Array | None, deterministic: bool) -> jax.Array | None:
+  if deterministic:
+    return None
+  if key is None:
+    raise ValueError(
+        "key is required when deterministic=False: the noisy gates need a PRNG key. "
+        "Fix: pass key=jax.random.key(seed) (fresh for every call), or "
+        "deterministic=True for the test-time expectation."
+    )
+  return noise.as_typed_key(key)
+
+
+class _Static(NamedTuple):
+  """Hashable, trace-time settings of one step."""
+
+  sigmoid_kind: str
+  sigmoid_mode: str
+  tanh_kind: str
+  tanh_mode: str
+  sigmoid_noisy: tuple[bool, ...]  # one flag per sigmoid gate, in column order
+  tanh_noisy: tuple[bool, ...]  # LSTM: (candidate, cell); GRU: (candidate,)
+  deterministic: bool
+
+
+def _static(sigmoid: GateNoise, tanh: GateNoise, noisy_gates, sigmoid_gates,
+            tanh_gates, deterministic) -> _Static:
+  check_gate_noise(sigmoid, "sigmoid")
+  check_gate_noise(tanh, "tanh")
+  return _Static(
+      sigmoid.kind, sigmoid.mode, tanh.kind, tanh.mode,
+      tuple(g in noisy_gates for g in sigmoid_gates),
+      tuple(g in noisy_gates for g in tanh_gates),
+      bool(deterministic),
+  )
+
+
+def _scales(sigmoid: GateNoise, tanh: GateNoise, sigmoid_shape, tanh_shape):
+  """Resolves the defaults of c and alpha and validates what is concrete."""
+  out = []
+  for gate, shape in ((sigmoid, sigmoid_shape), (tanh, tanh_shape)):
+    default_c, default_alpha = activations.reference_defaults(gate.mode, gate.kind)
+    c = default_c if gate.c is None else gate.c
+    alpha = default_alpha if gate.alpha is None else gate.alpha
+    out.append(activations._check_scale(c, shape))
+    out.append(activations._check_alpha(alpha, shape))
+  return tuple(out)
+
+
+def _activate(x, key, p, c, alpha, kind, mode, noisy: tuple[bool, ...], deterministic):
+  """Noisy activation of ``len(noisy)`` equal column blocks of ``x``; quiet blocks get h(x)."""
+  if not any(noisy):
+    return activations.activation(x, kind=kind)
+  y = activations.noisy_activation(
+      x, key, p, c, alpha, mode, kind=kind, deterministic=deterministic
+  )
+  if all(noisy):
+    return y
+  mask = np.repeat(np.asarray(noisy), x.shape[-1] // len(noisy))
+  return jnp.where(mask, y, activations.activation(x, kind=kind))
+
+
+@functools.partial(jax.checkpoint, static_argnums=(0,))
+def _lstm_elementwise(static: _Static, z, c, key, p_gates, p_candidate, p_cell, scales):
+  c_sig, alpha_sig, c_tanh, alpha_tanh = scales
+  hidden = c.shape[-1]
+  keys = (None,) * 3 if static.deterministic else jax.random.split(key, 3)
+  gates = _activate(
+      z[..., : 3 * hidden], keys[0], p_gates, c_sig, alpha_sig, static.sigmoid_kind,
+      static.sigmoid_mode, static.sigmoid_noisy, static.deterministic,
+  )
+  candidate = _activate(
+      z[..., 3 * hidden:], keys[1], p_candidate, c_tanh, alpha_tanh, static.tanh_kind,
+      static.tanh_mode, static.tanh_noisy[:1], static.deterministic,
+  )
+  input_gate, forget_gate, output_gate = jnp.split(gates, 3, axis=-1)
+  new_c = forget_gate * c + input_gate * candidate
+  squashed = _activate(
+      new_c, keys[2], p_cell, c_tanh, alpha_tanh, static.tanh_kind, static.tanh_mode,
+      static.tanh_noisy[1:], static.deterministic,
+  )
+  return new_c, output_gate * squashed
+
+
+@functools.partial(jax.checkpoint, static_argnums=(0,))
+def _gru_elementwise(static: _Static, x_proj, h_proj, h, key, recurrent_bias, p_gates,
+                     p_candidate, scales):
+  c_sig, alpha_sig, c_tanh, alpha_tanh = scales
+  hidden = h.shape[-1]
+  keys = (None,) * 2 if static.deterministic else jax.random.split(key, 2)
+  gates = _activate(
+      x_proj[..., : 2 * hidden] + h_proj[..., : 2 * hidden], keys[0], p_gates, c_sig,
+      alpha_sig, static.sigmoid_kind, static.sigmoid_mode, static.sigmoid_noisy,
+      static.deterministic,
+  )
+  reset, update = jnp.split(gates, 2, axis=-1)
+  pre_candidate = x_proj[..., 2 * hidden:] + reset * (h_proj[..., 2 * hidden:] + recurrent_bias)
+  candidate = _activate(
+      pre_candidate, keys[1], p_candidate, c_tanh, alpha_tanh, static.tanh_kind,
+      static.tanh_mode, static.tanh_noisy, static.deterministic,
+  )
+  return (1.0 - update) * candidate + update * h
+
+
+def input_projection(x: jax.typing.ArrayLike, input_kernel: jax.typing.ArrayLike,
+                     bias: jax.typing.ArrayLike) -> jax.Array:
+  r"""The input half of every gate's pre-activation, :math:`x W + b`.
+
+  Args:
+    x: inputs of shape ``(..., D)``.
+    input_kernel: ``(D, G)`` fused input kernel (``G = 4H`` LSTM, ``3H`` GRU).
+    bias: ``(G,)``.
+
+  Returns:
+    ``(..., G)`` pre-activations.
+  """
+  return jnp.dot(x, input_kernel) + bias
+
+
+def _carry_pair(carry, hidden: int, argname: str = "carry"):
+  if not (isinstance(carry, (tuple, list)) and len(carry) == 2):
+    raise ValueError(
+        f"{argname} of a noisy LSTM must be the pair (c, h), got {type(carry).__name__}. "
+        "Fix: build it with the cell's initialize_carry."
+    )
+  for part, name in zip(carry, ("c", "h")):
+    if jnp.shape(part)[-1:] != (hidden,):
+      raise ValueError(
+          f"{argname}[{'ch'.index(name)}] ({name}) has shape {jnp.shape(part)}; its last "
+          f"axis must be the hidden size {hidden}. Fix: build it with the cell's "
+          "initialize_carry."
+      )
+  return tuple(carry)
+
+
+def _check_gru_carry(carry, hidden: int, argname: str = "carry"):
+  if jnp.shape(carry)[-1:] != (hidden,):
+    raise ValueError(
+        f"{argname} of a noisy GRU has shape {jnp.shape(carry)}; its last axis must be the "
+        f"hidden size {hidden}. Fix: build it with the cell's initialize_carry."
+    )
+  return carry
+
+
+def lstm_step(
+    carry: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike],
+    x_proj: jax.typing.ArrayLike,
+    weights: LSTMWeights,
+    key: jax.Array | None = None,
+    *,
+    sigmoid: GateNoise = SIGMOID_GATE,
+    tanh: GateNoise = TANH_UNIT,
+    noisy_gates: Sequence[str] = LSTM_GATES,
+    deterministic: bool = False,
+) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+  r"""One step of the noisy LSTM (every gate a noisy unit).
+
+  .. math::
+    [z_i, z_f, z_o, z_g] = x_t W + b + h_{t-1} U, \qquad
+    i, f, o = \phi_s([z_i, z_f, z_o], \xi_1), \quad g = \phi_t(z_g, \xi_2),
+
+    c_t = f \odot c_{t-1} + i \odot g, \qquad
+    h_t = o \odot \phi_t(c_t, \xi_3)
+
+  where :math:`\phi_s`, :math:`\phi_t` are the noisy hard-sigmoid and hard-tanh of
+  Eq. 12 (or the input-noise variants of Eqs. 14-15), with one learned ``p`` per
+  unit per gate (Gulcehre et al., 2016, Sec. 6.3).
+
+  Args:
+    carry: ``(c, h)``, each ``(..., H)``.
+    x_proj: ``(..., 4H)``, the step's :func:`input_projection`.
+    weights: :class:`LSTMWeights` (only the recurrent kernel and ``p`` are used).
+    key: PRNG key for this step's noise; split into the three noisy calls.
+      Required unless ``deterministic``.
+    sigmoid: :class:`GateNoise` of the input, forget and output gates.
+    tanh: :class:`GateNoise` of the candidate and of the cell-state squashing.
+    noisy_gates: names from ``("input", "forget", "output", "candidate", "cell")``
+      whose activation is noisy; the others use the plain activation ``kind``.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``((c_t, h_t), h_t)``, the new carry and the output.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from noisy_jax._src import recurrent
+    >>> h = 2
+    >>> w = recurrent.LSTMWeights(jnp.ones((3, 4 * h)), jnp.ones((h, 4 * h)),
+    ...     jnp.zeros(4 * h), jnp.ones(3 * h), jnp.ones(h), jnp.ones(h))
+    >>> carry = (jnp.zeros((1, h)), jnp.zeros((1, h)))
+    >>> x_proj = recurrent.input_projection(jnp.ones((1, 3)), w.input_kernel, w.bias)
+    >>> (c, h_new), y = recurrent.lstm_step(carry, x_proj, w, jax.random.key(0))
+    >>> y.shape
+    (1, 2)
+
+  References:
+    Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
+  """
+  recurrent_kernel = jnp.asarray(weights.recurrent_kernel)
+  hidden = recurrent_kernel.shape[0]
+  c, h = _carry_pair(carry, hidden)
+  noisy_gates = check_noisy_gates(noisy_gates, LSTM_GATES)
+  static = _static(sigmoid, tanh, noisy_gates, _LSTM_SIGMOID_GATES, ("candidate", "cell"),
+                   deterministic)
+  key = _check_keyed(key, static.deterministic)
+  z = x_proj + jnp.dot(h, recurrent_kernel)
+  scales = _scales(sigmoid, tanh, z.shape[:-1] + (3 * hidden,), jnp.shape(c))
+  new_c, new_h = _lstm_elementwise(
+      static, z, c, key, weights.p_gates, weights.p_candidate, weights.p_cell, scales
+  )
+  return (new_c, new_h), new_h
+
+
+def gru_step(
+    carry: jax.typing.ArrayLike,
+    x_proj: jax.typing.ArrayLike,
+    weights: GRUWeights,
+    key: jax.Array | None = None,
+    *,
+    sigmoid: GateNoise = SIGMOID_GATE,
+    tanh: GateNoise = TANH_UNIT,
+    noisy_gates: Sequence[str] = GRU_GATES,
+    deterministic: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+  r"""One step of the noisy GRU (every gate a noisy unit).
+
+  .. math::
+    r, u = \phi_s([x_t W_r + b_r + h_{t-1} U_r,\; x_t W_u + b_u + h_{t-1} U_u], \xi_1),
+
+    n = \phi_t(x_t W_n + b_n + r \odot (h_{t-1} U_n + b_{hn}), \xi_2), \qquad
+    h_t = (1 - u) \odot n + u \odot h_{t-1}
+
+  as ``flax.linen.GRUCell`` with the paper's noisy hard-sigmoid/hard-tanh
+  (Gulcehre et al., 2016, Sec. 6.1).
+
+  Args:
+    carry: ``h``, ``(..., H)``.
+    x_proj: ``(..., 3H)``, the step's :func:`input_projection`.
+    weights: :class:`GRUWeights` (the recurrent kernel and bias and ``p`` are used).
+    key: PRNG key for this step's noise. Required unless ``deterministic``.
+    sigmoid: :class:`GateNoise` of the reset and update gates.
+    tanh: :class:`GateNoise` of the candidate.
+    noisy_gates: names from ``("reset", "update", "candidate")`` whose activation
+      is noisy; the others use the plain activation ``kind``.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``(h_t, h_t)``, the new carry and the output.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from noisy_jax._src import recurrent
+    >>> h = 2
+    >>> w = recurrent.GRUWeights(jnp.ones((3, 3 * h)), jnp.ones((h, 3 * h)),
+    ...     jnp.zeros(3 * h), jnp.zeros(h), jnp.ones(2 * h), jnp.ones(h))
+    >>> x_proj = recurrent.input_projection(jnp.ones((1, 3)), w.input_kernel, w.bias)
+    >>> h_new, y = recurrent.gru_step(jnp.zeros((1, h)), x_proj, w, deterministic=True)
+    >>> y.shape
+    (1, 2)
+
+  References:
+    Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
+  """
+  recurrent_kernel = jnp.asarray(weights.recurrent_kernel)
+  hidden = recurrent_kernel.shape[0]
+  h = _check_gru_carry(carry, hidden)
+  noisy_gates = check_noisy_gates(noisy_gates, GRU_GATES)
+  static = _static(sigmoid, tanh, noisy_gates, _GRU_SIGMOID_GATES, ("candidate",),
+                   deterministic)
+  key = _check_keyed(key, static.deterministic)
+  h_proj = jnp.dot(h, recurrent_kernel)
+  scales = _scales(sigmoid, tanh, h_proj.shape[:-1] + (2 * hidden,), jnp.shape(h))
+  new_h = _gru_elementwise(
+      static, x_proj, h_proj, h, key, weights.recurrent_bias, weights.p_gates,
+      weights.p_candidate, scales,
+  )
+  return new_h, new_h
+
+
+def check_sequence_input(inputs: jax.typing.ArrayLike, in_features: int | None) -> jax.Array:
+  """Validates a ``(batch, time, features)`` input; ``in_features=None`` skips the size."""
+  inputs = activations._check_float_input(inputs, "inputs")
+  if inputs.ndim != 3:
+    raise ValueError(
+        f"inputs must have rank 3, (batch, time, features) (or (time, batch, features) "
+        f"with time_major=True), got shape {inputs.shape}. Fix: add a batch axis, e.g. "
+        "inputs[None], or use the cell under nn.RNN for more batch axes."
+    )
+  if in_features is not None and inputs.shape[-1] != in_features:
+    raise ValueError(
+        f"inputs have {inputs.shape[-1]} features but the layer's input_kernel expects "
+        f"{in_features}. Fix: feed inputs of shape (..., {in_features}) or re-initialise "
+        "the layer for the new size."
+    )
+  return inputs
+
+
+def check_step_input(inputs: jax.typing.ArrayLike, in_features: int | None) -> jax.Array:
+  """Validates a ``(..., features)`` input of a cell; ``in_features=None`` skips the size."""
+  inputs = activations._check_float_input(inputs, "inputs")
+  if inputs.ndim < 1:
+    raise ValueError(
+        f"inputs of a cell must have shape (..., features), got a scalar of shape "
+        f"{inputs.shape}. Fix: pass at least one feature axis, e.g. inputs[None]."
+    )
+  if in_features is not None and inputs.shape[-1] != in_features:
+    raise ValueError(
+        f"inputs have {inputs.shape[-1]} features but the cell's input_kernel expects "
+        f"{in_features}. Fix: feed inputs of shape (..., {in_features}) or re-initialise "
+        "the cell for the new size."
+    )
+  return inputs
+
+
+def _scan_sequence(
+    step: Callable, weights, xs, key, carry, *, seq_lengths, reverse, keep_order,
+    time_major, unroll, deterministic,
+):
+  """Projects all steps in one matmul, then scans ``step(carry, x_proj_t, key_t)``."""
+  time_axis = 0 if time_major else 1
+  num_steps = xs.shape[time_axis]
+  if seq_lengths is not None:
+    seq_lengths = jnp.asarray(seq_lengths)
+    batch = xs.shape[1 - time_axis]
+    if seq_lengths.shape != (batch,) or not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
+      raise ValueError(
+          f"seq_lengths must be an integer array of shape (batch,) = ({batch},), got "
+          f"dtype {seq_lengths.dtype} and shape {seq_lengths.shape}."
+      )
+  if reverse:
+    # Padding stays at the end, as in flax.linen.RNN.
+    xs = linen_recurrent.flip_sequences(xs, seq_lengths, num_batch_dims=1,
+                                        time_major=time_major)
+  # All T input projections in one matmul, laid out time-major for the scan.
+  x_proj = jnp.einsum("tbd,dg->tbg" if time_major else "btd,dg->tbg", xs,
+                      weights.input_kernel) + weights.bias
+  keys = None if deterministic else jax.random.split(key, num_steps)
+  steps = jnp.arange(num_steps)
+
+  def body(carry, inputs):
+    x_proj_t, key_t, t = inputs
+    new_carry, y = step(carry, x_proj_t, key_t)
+    if seq_lengths is not None:
+      # Past its length a sequence keeps its carry and outputs zeros.
+      valid = (t < seq_lengths)[:, None]
+      new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+      y = jnp.where(valid, y, 0.0).astype(y.dtype)
+    return new_carry, y
+
+  carry, ys = jax.lax.scan(body, carry, (x_proj, keys, steps), unroll=unroll)
+  if not time_major:
+    ys = jnp.swapaxes(ys, 0, 1)
+  if reverse and keep_order:
+    ys = linen_recurrent.flip_sequences(ys, seq_lengths, num_batch_dims=1,
+                                        time_major=time_major)
+  return carry, ys
+
+
+def _zeros_carry(batch: int, hidden: int, dtype, pair: bool):
+  h = jnp.zeros((batch, hidden), dtype)
+  return (h, h) if pair else h
+
+
+def lstm_sequence(
+    inputs: jax.typing.ArrayLike,
+    weights: LSTMWeights,
+    key: jax.Array | None = None,
+    *,
+    initial_carry: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
+    seq_lengths: jax.typing.ArrayLike | None = None,
+    reverse: bool = False,
+    keep_order: bool = False,
+    time_major: bool = False,
+    unroll: int = 1,
+    sigmoid: GateNoise = SIGMOID_GATE,
+    tanh: GateNoise = TANH_UNIT,
+    noisy_gates: Sequence[str] = LSTM_GATES,
+    deterministic: bool = False,
+) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
+  r"""Runs the noisy LSTM of :func:`lstm_step` over a whole sequence.
+
+  The input projections of all steps are one ``(B T, D) x (D, 4H)`` matmul outside
+  the scan; each step does one ``(B, H) x (H, 4H)`` matmul and one fused
+  elementwise block. Step ``t`` (in processing order) draws its noise from
+  ``jax.random.split(key, T)[t]``, so scanning :func:`lstm_step` with those keys
+  gives the same numbers.
+
+  Args:
+    inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
+    weights: :class:`LSTMWeights`.
+    key: PRNG key for the whole sequence; required unless ``deterministic``.
+    initial_carry: ``(c, h)`` of shape ``(B, H)`` each; zeros by default.
+    seq_lengths: optional ``(B,)`` integer lengths. Past its length a sequence's
+      carry is frozen and its outputs are zero; the returned carry is the carry
+      at the last valid step (as ``flax.linen.RNN``).
+    reverse: process the sequence right to left (padding stays at the end).
+    keep_order: with ``reverse``, return the outputs in the original order.
+    time_major: inputs and outputs are ``(T, B, ...)``.
+    unroll: scan iterations unrolled per loop iteration (``jax.lax.scan``).
+    sigmoid: :class:`GateNoise` of the sigmoid gates.
+    tanh: :class:`GateNoise` of the tanh units.
+    noisy_gates: see :func:`lstm_step`.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``((c_T, h_T), outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)`` time-major).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from noisy_jax._src import recurrent
+    >>> shapes = recurrent.weight_shapes("lstm", 3, 2)
+    >>> w = recurrent.LSTMWeights(*(0.1 * jnp.ones(s) for s in shapes.values()))
+    >>> carry, ys = recurrent.lstm_sequence(jnp.ones((4, 5, 3)), w, jax.random.key(0))
+    >>> ys.shape
+    (4, 5, 2)
+  """
+  weights = LSTMWeights(*weights)
+  hidden = jnp.shape(weights.recurrent_kernel)[0]
+  inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
+  key = _check_keyed(key, deterministic)
+  if initial_carry is None:
+    batch = inputs.shape[1 if time_major else 0]
+    initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=True)
+  initial_carry = _carry_pair(initial_carry, hidden, "initial_carry")
+  step = functools.partial(
+      lstm_step, weights=weights, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
+      deterministic=deterministic,
+  )
+  return _scan_sequence(
+      lambda carry, x_proj, k: step(carry, x_proj, key=k), weights, inputs, key,
+      initial_carry, seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order,
+      time_major=time_major, unroll=unroll, deterministic=deterministic,
+  )
+
+
+def gru_sequence(
+    inputs: jax.typing.ArrayLike,
+    weights: GRUWeights,
+    key: jax.Array | None = None,
+    *,
+    initial_carry: jax.typing.ArrayLike | None = None,
+    seq_lengths: jax.typing.ArrayLike | None = None,
+    reverse: bool = False,
+    keep_order: bool = False,
+    time_major: bool = False,
+    unroll: int = 1,
+    sigmoid: GateNoise = SIGMOID_GATE,
+    tanh: GateNoise = TANH_UNIT,
+    noisy_gates: Sequence[str] = GRU_GATES,
+    deterministic: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+  r"""Runs the noisy GRU of :func:`gru_step` over a whole sequence.
+
+  Same contract as :func:`lstm_sequence` (one input matmul outside the scan, one
+  recurrent matmul per step, step ``t`` keyed by ``jax.random.split(key, T)[t]``),
+  with the carry ``h`` of shape ``(B, H)``.
+
+  Args:
+    inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
+    weights: :class:`GRUWeights`.
+    key: PRNG key for the whole sequence; required unless ``deterministic``.
+    initial_carry: ``h`` of shape ``(B, H)``; zeros by default.
+    seq_lengths: optional ``(B,)`` integer lengths (see :func:`lstm_sequence`).
+    reverse: process the sequence right to left (padding stays at the end).
+    keep_order: with ``reverse``, return the outputs in the original order.
+    time_major: inputs and outputs are ``(T, B, ...)``.
+    unroll: scan iterations unrolled per loop iteration.
+    sigmoid: :class:`GateNoise` of the reset and update gates.
+    tanh: :class:`GateNoise` of the candidate.
+    noisy_gates: see :func:`gru_step`.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``(h_T, outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)`` time-major).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from noisy_jax._src import recurrent
+    >>> shapes = recurrent.weight_shapes("gru", 3, 2)
+    >>> w = recurrent.GRUWeights(*(0.1 * jnp.ones(s) for s in shapes.values()))
+    >>> h, ys = recurrent.gru_sequence(jnp.ones((4, 5, 3)), w, deterministic=True)
+    >>> h.shape, ys.shape
+    ((4, 2), (4, 5, 2))
+  """
+  weights = GRUWeights(*weights)
+  hidden = jnp.shape(weights.recurrent_kernel)[0]
+  inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
+  key = _check_keyed(key, deterministic)
+  if initial_carry is None:
+    batch = inputs.shape[1 if time_major else 0]
+    initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=False)
+  initial_carry = _check_gru_carry(initial_carry, hidden, "initial_carry")
+  step = functools.partial(
+      gru_step, weights=weights, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
+      deterministic=deterministic,
+  )
+  return _scan_sequence(
+      lambda carry, x_proj, k: step(carry, x_proj, key=k), weights, inputs, key,
+      initial_carry, seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order,
+      time_major=time_major, unroll=unroll, deterministic=deterministic,
+  )
