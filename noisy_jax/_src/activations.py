@@ -335,13 +335,18 @@ def _noise_std(delta: jax.Array, p: jax.Array, c: jax.Array) -> jax.Array:
 
 def _output_noise_terms(x, p, c, alpha, kind):
   """Returns the noise-free part and the signed noise scale d(x) sigma(x) of Eq. 12."""
-  h = _activation(x, kind)
   u = _linear(x, kind)
-  return alpha * h + (1.0 - alpha) * u, _direction(x, alpha) * _noise_std(h - u, p, c)
+  delta = _activation(x, kind) - u
+  # Eq. 11's u + alpha Delta equals Eq. 12's alpha h + (1 - alpha) u, and is exactly
+  # u(x) where Delta = 0 (the unsaturated regime), with no rounding.
+  return u + alpha * delta, _direction(x, alpha) * _noise_std(delta, p, c)
 
 
 # Everything the sample depends on is (x, key, p, c, alpha); jax.checkpoint makes
-# the backward pass recompute the noise from the key instead of saving it.
+# the backward pass recompute the noise from the key instead of saving it. The jit
+# keeps eager-mode gradients inside one traced remat, which the key-reuse checker
+# (jax_debug_key_reuse) knows does not consume the key a second time.
+@functools.partial(jax.jit, static_argnums=(5, 6, 7))
 @functools.partial(jax.checkpoint, static_argnums=(5, 6, 7))
 def _sample(x, key, p, c, alpha, mode, kind, nanil_scale):
   xi = noise.standard_normal(key, x.shape, x.dtype)
