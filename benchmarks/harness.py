@@ -4,6 +4,11 @@ Rules (DESIGN.md): inputs on device first, compile time measured apart, warm-up,
 ``block_until_ready`` on every timed call, median of many repeats, baselines timed in
 the same run and reported as ratios. Results go to ``benchmarks/results/<device>.json``
 with the device, the jax version and the git SHA.
+
+:func:`time_jitted` times one function. :func:`compare` times several functions on the
+same inputs *interleaved*, one call of each per round, so that a machine whose load
+changes during the run (a shared CPU, a GPU changing clocks) slows all of them alike;
+its ratios are medians over rounds of per-round time ratios against a baseline.
 """
 
 import json
@@ -16,6 +21,18 @@ from typing import Any, Callable
 import jax
 
 RESULTS_DIR = pathlib.Path(__file__).parent / "results"
+
+
+def _compile(fn: Callable, args: tuple) -> tuple[Callable, float]:
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  return compiled, time.perf_counter() - start
+
+
+def _timed_call(compiled: Callable, args: tuple) -> float:
+  start = time.perf_counter()
+  jax.block_until_ready(compiled(*args))
+  return time.perf_counter() - start
 
 
 def time_jitted(fn: Callable, *args, repeats: int = 50, warmup: int = 3) -> dict[str, float]:
@@ -31,22 +48,68 @@ def time_jitted(fn: Callable, *args, repeats: int = 50, warmup: int = 3) -> dict
     ``{"compile_s", "median_s", "min_s", "repeats"}``.
   """
   args = jax.device_put(args)
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  compile_s = time.perf_counter() - start
+  compiled, compile_s = _compile(fn, args)
   for _ in range(warmup):
     jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
+  times = [_timed_call(compiled, args) for _ in range(repeats)]
   return {
       "compile_s": compile_s,
       "median_s": statistics.median(times),
       "min_s": min(times),
       "repeats": repeats,
   }
+
+
+def compare(
+    fns: dict[str, Callable],
+    *args,
+    baseline: str,
+    repeats: int = 50,
+    warmup: int = 3,
+) -> dict[str, dict[str, float]]:
+  """Times every function of ``fns`` on the same ``args``, interleaved round by round.
+
+  Each function is jitted and compiled first (compile time recorded apart) and
+  called ``warmup`` times; then each of ``repeats`` rounds calls every function
+  once, in an order rotated every round, with ``block_until_ready``.
+
+  Args:
+    fns: name -> function of ``*args``.
+    *args: the inputs, moved to the default device here before any timing.
+    baseline: the name in ``fns`` that ratios are taken against.
+    repeats: number of rounds.
+    warmup: untimed calls of each function after compilation.
+
+  Returns:
+    name -> ``{"compile_s", "median_s", "min_s", "repeats", "ratio"}`` where
+    ``ratio`` is the median over rounds of ``baseline time / this time`` (so a
+    throughput ratio: 1.0 is as fast as the baseline, 0.5 is half as fast).
+  """
+  if baseline not in fns:
+    raise ValueError(f"baseline={baseline!r} is not one of {sorted(fns)}.")
+  args = jax.device_put(args)
+  names = list(fns)
+  compiled, compile_s = {}, {}
+  for name in names:
+    compiled[name], compile_s[name] = _compile(fns[name], args)
+    for _ in range(warmup):
+      jax.block_until_ready(compiled[name](*args))
+  times = {name: [] for name in names}
+  for round_index in range(repeats):
+    shift = round_index % len(names)
+    for name in names[shift:] + names[:shift]:
+      times[name].append(_timed_call(compiled[name], args))
+  results = {}
+  for name in names:
+    ratios = [b / t for b, t in zip(times[baseline], times[name])]
+    results[name] = {
+        "compile_s": compile_s[name],
+        "median_s": statistics.median(times[name]),
+        "min_s": min(times[name]),
+        "repeats": repeats,
+        "ratio": statistics.median(ratios),
+    }
+  return results
 
 
 def environment() -> dict[str, Any]:
