@@ -1,7 +1,12 @@
 """noisy_jax: noisy activation functions and annealed gradient noise for JAX."""
 
 from noisy_jax import activations as activations
+from noisy_jax import nn as nn
+from noisy_jax import nnx as nnx
+from noisy_jax import ntm as ntm
+from noisy_jax import optim as optim
 from noisy_jax import schedules as schedules
+from noisy_jax import tasks as tasks
 from noisy_jax.activations import hard_sigmoid as hard_sigmoid
 from noisy_jax.activations import hard_tanh as hard_tanh
 from noisy_jax.activations import noisy_activation as noisy_activation
@@ -15,9 +20,14 @@ __all__ = (
     "activations",
     "hard_sigmoid",
     "hard_tanh",
+    "nn",
+    "nnx",
     "noisy_activation",
     "noisy_hard_sigmoid",
     "noisy_hard_tanh",
+    "ntm",
+    "optim",
     "p_init",
     "schedules",
+    "tasks",
 )
