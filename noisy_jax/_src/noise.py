@@ -140,7 +140,9 @@ def random_bits(key: jax.Array, shape: Sequence[int]) -> jax.Array:
     dtype('uint32')
   """
   shape = tuple(shape)
-  seed = jax.random.bits(as_typed_key(key), (2,), jnp.uint32)
+  # The barrier keeps the key's O(1) hashing in its own tiny kernel: fused into the
+  # elementwise consumer, XLA could recompute it once per element.
+  seed = lax.optimization_barrier(jax.random.bits(as_typed_key(key), (2,), jnp.uint32))
   low, high = _index_words(shape)
   second = seed[1] if high is None else seed[1] + high * jnp.uint32(_GOLDEN)
   return _mix(_mix(low + seed[0]) ^ second)
