@@ -212,7 +212,7 @@ class NoisyLSTMCell(_NoisyCellBase):
     inputs = recurrent.check_step_input(inputs, _in_features(self))
     deterministic = self.deterministic if deterministic is None else deterministic
     sigmoid, tanh = _gates(self)
-    key = _noise_key(self, deterministic, rng)
+    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
     inputs, weights = _weights(self, "lstm", inputs.shape[-1], self.dtype, inputs)
     x_proj = recurrent.input_projection(inputs, weights.input_kernel, weights.bias)
     return recurrent.lstm_step(
@@ -285,7 +285,7 @@ class NoisyGRUCell(_NoisyCellBase):
     inputs = recurrent.check_step_input(inputs, _in_features(self))
     deterministic = self.deterministic if deterministic is None else deterministic
     sigmoid, tanh = _gates(self)
-    key = _noise_key(self, deterministic, rng)
+    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
     inputs, weights = _weights(self, "gru", inputs.shape[-1], self.dtype, inputs)
     x_proj = recurrent.input_projection(inputs, weights.input_kernel, weights.bias)
     return recurrent.gru_step(
@@ -315,7 +315,7 @@ class _NoisySequenceBase(_NoiseFields):
     time_major = self.time_major if time_major is None else time_major
     inputs = recurrent.check_sequence_input(inputs, _in_features(self))
     sigmoid, tanh = _gates(self)
-    key = _noise_key(self, deterministic, rng)
+    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
     inputs, weights = _weights(self, cell, inputs.shape[-1], self.dtype, inputs)
     carry, outputs = sequence_fn(
         inputs, weights, key, initial_carry=initial_carry, seq_lengths=seq_lengths,

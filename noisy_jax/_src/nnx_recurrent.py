@@ -202,7 +202,7 @@ class _NoisyNNXCell(_NoisyNNXBase):
     inputs = recurrent.check_step_input(inputs, self.in_features)
     deterministic = self.deterministic if deterministic is None else deterministic
     sigmoid, tanh = self._gates()
-    key = self._key(deterministic, rngs)
+    key = self._key(deterministic or not self.noisy_gates, rngs)
     inputs, weights = self._weights(inputs)
     x_proj = recurrent.input_projection(inputs, weights.input_kernel, weights.bias)
     step = recurrent.lstm_step if self._cell == "lstm" else recurrent.gru_step
@@ -345,7 +345,7 @@ class _NoisyNNXSequence(_NoisyNNXBase):
     inputs = recurrent.check_sequence_input(inputs, self.in_features)
     deterministic = self.deterministic if deterministic is None else deterministic
     sigmoid, tanh = self._gates()
-    key = self._key(deterministic, rngs)
+    key = self._key(deterministic or not self.noisy_gates, rngs)
     inputs, weights = self._weights(inputs)
     sequence = recurrent.lstm_sequence if self._cell == "lstm" else recurrent.gru_sequence
     carry, outputs = sequence(

@@ -202,16 +202,19 @@ def _static(sigmoid: GateNoise, tanh: GateNoise, noisy_gates, sigmoid_gates,
   )
 
 
+def _resolve(gate: GateNoise, shape: tuple[int, ...]) -> GateNoise:
+  """Fills in the reference defaults of c and alpha and validates what is concrete."""
+  default_c, default_alpha = activations.reference_defaults(gate.mode, gate.kind)
+  c = default_c if gate.c is None else gate.c
+  alpha = default_alpha if gate.alpha is None else gate.alpha
+  return gate._replace(c=activations._check_scale(c, shape),
+                       alpha=activations._check_alpha(alpha, shape))
+
+
 def _scales(sigmoid: GateNoise, tanh: GateNoise, sigmoid_shape, tanh_shape):
-  """Resolves the defaults of c and alpha and validates what is concrete."""
-  out = []
-  for gate, shape in ((sigmoid, sigmoid_shape), (tanh, tanh_shape)):
-    default_c, default_alpha = activations.reference_defaults(gate.mode, gate.kind)
-    c = default_c if gate.c is None else gate.c
-    alpha = default_alpha if gate.alpha is None else gate.alpha
-    out.append(activations._check_scale(c, shape))
-    out.append(activations._check_alpha(alpha, shape))
-  return tuple(out)
+  """``(c, alpha)`` of the sigmoid gates then of the tanh units, resolved."""
+  sigmoid, tanh = _resolve(sigmoid, sigmoid_shape), _resolve(tanh, tanh_shape)
+  return sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha
 
 
 def _activate(x, key, p, c, alpha, kind, mode, noisy: tuple[bool, ...], deterministic):
@@ -227,11 +230,15 @@ def _activate(x, key, p, c, alpha, kind, mode, noisy: tuple[bool, ...], determin
   return jnp.where(mask, y, activations.activation(x, kind=kind))
 
 
+# jax.checkpoint: the backward pass recomputes gates and noise from (z, c, key). The
+# jit keeps an eager-mode gradient inside one traced remat, which the key-reuse
+# checker (jax_debug_key_reuse) knows does not consume the key a second time.
+@functools.partial(jax.jit, static_argnums=(0,))
 @functools.partial(jax.checkpoint, static_argnums=(0,))
 def _lstm_elementwise(static: _Static, z, c, key, p_gates, p_candidate, p_cell, scales):
   c_sig, alpha_sig, c_tanh, alpha_tanh = scales
   hidden = c.shape[-1]
-  keys = (None,) * 3 if static.deterministic else jax.random.split(key, 3)
+  keys = (None,) * 3 if key is None else jax.random.split(key, 3)
   gates = _activate(
       z[..., : 3 * hidden], keys[0], p_gates, c_sig, alpha_sig, static.sigmoid_kind,
       static.sigmoid_mode, static.sigmoid_noisy, static.deterministic,
@@ -249,22 +256,21 @@ def _lstm_elementwise(static: _Static, z, c, key, p_gates, p_candidate, p_cell, 
   return new_c, output_gate * squashed
 
 
+@functools.partial(jax.jit, static_argnums=(0,))
 @functools.partial(jax.checkpoint, static_argnums=(0,))
-def _gru_elementwise(static: _Static, x_proj, h_proj, h, key, recurrent_bias, p_gates,
-                     p_candidate, scales):
+def _gru_elementwise(static: _Static, gate_pre, x_candidate, h_candidate, h, key,
+                     recurrent_bias, p_gates, p_candidate, scales):
   c_sig, alpha_sig, c_tanh, alpha_tanh = scales
-  hidden = h.shape[-1]
-  keys = (None,) * 2 if static.deterministic else jax.random.split(key, 2)
+  keys = (None,) * 2 if key is None else jax.random.split(key, 2)
   gates = _activate(
-      x_proj[..., : 2 * hidden] + h_proj[..., : 2 * hidden], keys[0], p_gates, c_sig,
-      alpha_sig, static.sigmoid_kind, static.sigmoid_mode, static.sigmoid_noisy,
-      static.deterministic,
+      gate_pre, keys[0], p_gates, c_sig, alpha_sig, static.sigmoid_kind,
+      static.sigmoid_mode, static.sigmoid_noisy, static.deterministic,
   )
   reset, update = jnp.split(gates, 2, axis=-1)
-  pre_candidate = x_proj[..., 2 * hidden:] + reset * (h_proj[..., 2 * hidden:] + recurrent_bias)
   candidate = _activate(
-      pre_candidate, keys[1], p_candidate, c_tanh, alpha_tanh, static.tanh_kind,
-      static.tanh_mode, static.tanh_noisy, static.deterministic,
+      x_candidate + reset * (h_candidate + recurrent_bias), keys[1], p_candidate, c_tanh,
+      alpha_tanh, static.tanh_kind, static.tanh_mode, static.tanh_noisy,
+      static.deterministic,
   )
   return (1.0 - update) * candidate + update * h
 
@@ -369,7 +375,7 @@ def lstm_step(
   noisy_gates = check_noisy_gates(noisy_gates, LSTM_GATES)
   static = _static(sigmoid, tanh, noisy_gates, _LSTM_SIGMOID_GATES, ("candidate", "cell"),
                    deterministic)
-  key = _check_keyed(key, static.deterministic)
+  key = _check_keyed(key, static.deterministic or not noisy_gates)
   z = x_proj + jnp.dot(h, recurrent_kernel)
   scales = _scales(sigmoid, tanh, z.shape[:-1] + (3 * hidden,), jnp.shape(c))
   new_c, new_h = _lstm_elementwise(
@@ -434,12 +440,15 @@ def gru_step(
   noisy_gates = check_noisy_gates(noisy_gates, GRU_GATES)
   static = _static(sigmoid, tanh, noisy_gates, _GRU_SIGMOID_GATES, ("candidate",),
                    deterministic)
-  key = _check_keyed(key, static.deterministic)
+  key = _check_keyed(key, static.deterministic or not noisy_gates)
   h_proj = jnp.dot(h, recurrent_kernel)
   scales = _scales(sigmoid, tanh, h_proj.shape[:-1] + (2 * hidden,), jnp.shape(h))
+  # Only the sums feeding the gates, the two candidate halves and h are kept for
+  # the backward pass, not x_proj and h_proj whole.
+  gate_pre = x_proj[..., : 2 * hidden] + h_proj[..., : 2 * hidden]
   new_h = _gru_elementwise(
-      static, x_proj, h_proj, h, key, weights.recurrent_bias, weights.p_gates,
-      weights.p_candidate, scales,
+      static, gate_pre, x_proj[..., 2 * hidden:], h_proj[..., 2 * hidden:], h, key,
+      weights.recurrent_bias, weights.p_gates, weights.p_candidate, scales,
   )
   return new_h, new_h
 
@@ -481,7 +490,7 @@ def check_step_input(inputs: jax.typing.ArrayLike, in_features: int | None) -> j
 
 def _scan_sequence(
     step: Callable, weights, xs, key, carry, *, seq_lengths, reverse, keep_order,
-    time_major, unroll, deterministic,
+    time_major, unroll,
 ):
   """Projects all steps in one matmul, then scans ``step(carry, x_proj_t, key_t)``."""
   time_axis = 0 if time_major else 1
@@ -501,7 +510,7 @@ def _scan_sequence(
   # All T input projections in one matmul, laid out time-major for the scan.
   x_proj = jnp.einsum("tbd,dg->tbg" if time_major else "btd,dg->tbg", xs,
                       weights.input_kernel) + weights.bias
-  keys = None if deterministic else jax.random.split(key, num_steps)
+  keys = None if key is None else jax.random.split(key, num_steps)
   steps = jnp.arange(num_steps)
 
   def body(carry, inputs):
@@ -584,10 +593,16 @@ def lstm_sequence(
   weights = LSTMWeights(*weights)
   hidden = jnp.shape(weights.recurrent_kernel)[0]
   inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
-  key = _check_keyed(key, deterministic)
+  noisy_gates = check_noisy_gates(noisy_gates, LSTM_GATES)
+  check_gate_noise(sigmoid, "sigmoid")
+  check_gate_noise(tanh, "tanh")
+  key = _check_keyed(key, deterministic or not noisy_gates)
   if initial_carry is None:
     batch = inputs.shape[1 if time_major else 0]
     initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=True)
+  # Validated here, where a Python c is still concrete, not inside the scan.
+  sigmoid = _resolve(sigmoid, (3 * hidden,))
+  tanh = _resolve(tanh, (hidden,))
   initial_carry = _carry_pair(initial_carry, hidden, "initial_carry")
   step = functools.partial(
       lstm_step, weights=weights, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
@@ -596,7 +611,7 @@ def lstm_sequence(
   return _scan_sequence(
       lambda carry, x_proj, k: step(carry, x_proj, key=k), weights, inputs, key,
       initial_carry, seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order,
-      time_major=time_major, unroll=unroll, deterministic=deterministic,
+      time_major=time_major, unroll=unroll,
   )
 
 
@@ -652,10 +667,16 @@ def gru_sequence(
   weights = GRUWeights(*weights)
   hidden = jnp.shape(weights.recurrent_kernel)[0]
   inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
-  key = _check_keyed(key, deterministic)
+  noisy_gates = check_noisy_gates(noisy_gates, GRU_GATES)
+  check_gate_noise(sigmoid, "sigmoid")
+  check_gate_noise(tanh, "tanh")
+  key = _check_keyed(key, deterministic or not noisy_gates)
   if initial_carry is None:
     batch = inputs.shape[1 if time_major else 0]
     initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=False)
+  # Validated here, where a Python c is still concrete, not inside the scan.
+  sigmoid = _resolve(sigmoid, (2 * hidden,))
+  tanh = _resolve(tanh, (hidden,))
   initial_carry = _check_gru_carry(initial_carry, hidden, "initial_carry")
   step = functools.partial(
       gru_step, weights=weights, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
@@ -664,5 +685,5 @@ def gru_sequence(
   return _scan_sequence(
       lambda carry, x_proj, k: step(carry, x_proj, key=k), weights, inputs, key,
       initial_carry, seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order,
-      time_major=time_major, unroll=unroll, deterministic=deterministic,
+      time_major=time_major, unroll=unroll,
   )
