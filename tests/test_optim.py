@@ -35,15 +35,24 @@ def _at_count(state, count):
 
 
 @pytest.mark.parametrize("eta", [0.01, 0.3, 1.0])
-@pytest.mark.parametrize("t", [0, 10, 1000])
-def test_std_and_mean_follow_eq1(eta, t):
+def test_std_and_mean_follow_eq1(eta):
   n = 2**20
   tx = optim.add_gradient_noise(eta, GAMMA, key=17)
   grads = {"w": jnp.zeros((n // 1024, 1024))}
+  state = tx.init(grads)
+  for t in (0, 10, 1000):
+    noise, _ = _noise(tx, grads, _at_count(state, t))
+    sigma = _sigma(eta, t)
+    assert abs(noise["w"].std() / sigma - 1) < 0.02, t
+    assert abs(noise["w"].mean()) < 5 * sigma / np.sqrt(n), t
+
+
+@pytest.mark.parametrize("t", [0, 1000])
+def test_jax_random_generator_follows_eq1_too(t):
+  tx = optim.add_gradient_noise(1.0, GAMMA, key=19, impl="jax")
+  grads = jnp.zeros((2**18,))
   noise, _ = _noise(tx, grads, _at_count(tx.init(grads), t))
-  sigma = _sigma(eta, t)
-  assert abs(noise["w"].std() / sigma - 1) < 0.02
-  assert abs(noise["w"].mean()) < 5 * sigma / np.sqrt(n)
+  assert abs(noise.std() / _sigma(1.0, t) - 1) < 0.02
 
 
 def test_count_advances_once_per_update_and_matches_eq1_at_t10():
@@ -83,7 +92,7 @@ class JitEagerTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_same_noise_jitted_and_eager(self):
     tx = optim.add_gradient_noise(1.0, key=8)
-    grads = {"a": jnp.ones((3, 5)), "b": [jnp.zeros(7), jnp.full((2,), 2.0)]}
+    grads = {"a": jnp.ones((3, 5)), "b": [jnp.full((2,), 2.0)]}
     want, want_state = _noise(tx, grads, tx.init(grads), jit=False)
     got, state = self.variant(tx.update)(grads, tx.init(grads))
     got = jax.tree.map(lambda u, g: np.asarray(u) - np.asarray(g), got, grads)
@@ -124,20 +133,20 @@ def test_masked_skips_leaves_and_keeps_the_others_noise():
   assert noise_plain["b"].std() > 0.3
 
 
-@pytest.mark.parametrize("t", [0, 10])
-def test_same_distribution_as_optax_add_noise(t):
+@pytest.mark.parametrize("t, impl", [(0, "hash"), (10, "jax")])
+def test_same_distribution_as_optax_add_noise(t, impl):
   n, eta = 20_000, 0.3
   grads = jnp.zeros((n,))
-  ours = optim.add_gradient_noise(eta, GAMMA, key=31)
+  ours = optim.add_gradient_noise(eta, GAMMA, key=31, impl=impl)
   theirs = optax.add_noise(eta, GAMMA, key=32)
-  louder = optax.add_noise(1.21 * eta, GAMMA, key=33)  # std 10% larger: must be told apart
   samples = []
-  for tx in (ours, theirs, louder):
+  for tx in (ours, theirs):
     state = tx.init(grads)
     state = state._replace(count=jnp.asarray(t, jnp.int32))
     samples.append(_noise(tx, grads, state)[0])
   assert stats.ks_2samp(samples[0], samples[1]).pvalue > 0.01
-  assert stats.ks_2samp(samples[0], samples[2]).pvalue < 1e-3
+  # The test has the power to see a 10% larger standard deviation.
+  assert stats.ks_2samp(samples[0], 1.1 * samples[1]).pvalue < 1e-3
 
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
@@ -284,14 +293,17 @@ def test_no_retrace_over_steps():
   np.testing.assert_allclose(steps.mean(), -0.1, atol=0.01)
 
 
-@pytest.mark.parametrize("axis_type", [AxisType.Auto, AxisType.Explicit])
-def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type):
+@pytest.mark.parametrize(
+    "axis_type, impl",
+    [(AxisType.Auto, "hash"), (AxisType.Explicit, "hash"), (AxisType.Auto, "jax")],
+)
+def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type, impl):
   assert jax.device_count() == 8
   mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(axis_type,) * 2)
   grads = {"w": jnp.zeros((64, 32)), "b": jnp.zeros((32,), jnp.bfloat16)}
   shardings = {"w": NamedSharding(mesh, P("data", "model")), "b": NamedSharding(mesh, P("model"))}
   sharded = jax.device_put(grads, shardings)
-  tx = optim.add_gradient_noise(1.0, key=80)
+  tx = optim.add_gradient_noise(1.0, key=80, impl=impl)
   update = jax.jit(tx.update)
   out, _ = update(sharded, tx.init(grads))
   unsharded, _ = update(grads, tx.init(grads))
@@ -302,7 +314,7 @@ def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type)
   hlo = update.lower(sharded, tx.init(grads)).compile().as_text()
   for collective in ("all-gather", "all-reduce", "all-to-all", "collective-permute"):
     assert collective not in hlo
-  assert "f32[16,16]" in hlo and "f32[64,32]" not in hlo  # only the local shard is drawn
+  assert "[16,16]" in hlo and "[64,32]" not in hlo  # only the local shard is drawn
 
 
 @pytest.mark.parametrize(
@@ -320,6 +332,7 @@ def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type)
         (dict(eta=0.01, key=jnp.zeros(3)), TypeError, "key must be a PRNG key"),
         (dict(eta=jnp.ones(2), key=0), TypeError, "eta must be a non-negative scalar"),
         (dict(eta=0.01, gamma=lambda t: 0.5, key=0), TypeError, "gamma must be a non-negative"),
+        (dict(eta=0.01, key=0, impl="threefry"), ValueError, "Unknown impl='threefry'"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, match):

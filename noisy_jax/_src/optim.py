@@ -17,6 +17,7 @@ import optax
 
 from noisy_jax._src import noise
 from noisy_jax._src import schedules
+from noisy_jax._src.activations import _check_choice
 from noisy_jax._src.activations import _concrete
 
 
@@ -94,31 +95,39 @@ def _path_words(path) -> tuple[int, int]:
   return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:], "little")
 
 
-def _perturb(updates: Any, key: jax.Array, std: jax.Array) -> Any:
+def _perturb(updates: Any, key: jax.Array, std: jax.Array, impl: noise.Impl) -> Any:
   """Adds ``std`` times iid N(0, 1) noise to every leaf; the noise is keyed by the leaf's path."""
-
-  def perturb_leaf(path, update):
+  paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
+  if not paths_and_leaves:
+    return updates
+  for path, update in paths_and_leaves:
     if not jnp.issubdtype(update.dtype, jnp.floating):
       raise TypeError(
           f"Gradient noise needs floating-point updates, but the leaf at "
           f"{jax.tree_util.keystr(path) or 'the root'} has dtype {update.dtype}. "
           "Fix: skip such leaves with optax.masked(add_gradient_noise(...), mask)."
       )
-    leaf_key = key
-    for word in _path_words(path):
-      leaf_key = jax.random.fold_in(leaf_key, word)
+  words = np.asarray([_path_words(path) for path, _ in paths_and_leaves], np.uint32)
+  # All leaf keys in one batched derivation: a fold_in per leaf is a PRNG call per
+  # leaf, which costs compile time (an XLA loop each on CPU) and kernel launches.
+  leaf_keys = jax.vmap(
+      lambda word: jax.random.fold_in(jax.random.fold_in(key, word[0]), word[1]))(words)
+  noisy = []
+  for (_, update), leaf_key in zip(paths_and_leaves, leaf_keys):
     # Low-precision gradients get noise drawn and added in float32, rounded once.
     compute_dtype = jnp.promote_types(update.dtype, jnp.float32)
-    xi = noise.standard_normal(leaf_key, update.shape, compute_dtype)
-    return (update.astype(compute_dtype) + std.astype(compute_dtype) * xi).astype(update.dtype)
-
-  return jax.tree_util.tree_map_with_path(perturb_leaf, updates)
+    xi = noise.standard_normal(leaf_key, update.shape, compute_dtype, impl=impl)
+    noisy_update = update.astype(compute_dtype) + std.astype(compute_dtype) * xi
+    noisy.append(noisy_update.astype(update.dtype))
+  return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
 def add_gradient_noise(
     eta: float | jax.typing.ArrayLike | optax.Schedule,
     gamma: float | jax.typing.ArrayLike = 0.55,
     key: jax.Array | int | None = None,
+    *,
+    impl: noise.Impl = "hash",
 ) -> optax.GradientTransformation:
   r"""Adds annealed Gaussian noise to the gradients (Neelakantan et al., 2015).
 
@@ -140,10 +149,13 @@ def add_gradient_noise(
 
   * ``optax.MultiSteps(optax.chain(clip, noise, opt), every_k_schedule=k)`` is the
     right order for gradient accumulation: the noise is added once per real
-    update to the averaged gradient and :math:`t` counts real updates. Noise
-    outside ``MultiSteps`` (``optax.chain(noise, optax.MultiSteps(opt, k))``) is
-    added to every micro-batch gradient, so averaging divides its variance by
-    about ``k`` and :math:`t` runs ``k`` times too fast.
+    update to the averaged gradient and :math:`t` counts real updates
+    (``MultiSteps`` evaluates the inner update at every micro-step but keeps its
+    result and state only at the real update, so the discarded micro-steps
+    neither add noise nor advance the key). Noise outside ``MultiSteps``
+    (``optax.chain(noise, optax.MultiSteps(opt, k))``) is added to every
+    micro-batch gradient, so averaging divides its variance by about ``k`` and
+    :math:`t` runs ``k`` times too fast.
   * ``optax.inject_hyperparams(add_gradient_noise, static_args="key")(eta=0.3,
     key=0)`` keeps ``eta`` in ``state.hyperparams``, changeable between steps
     without retracing (assign an array of the same dtype, e.g.
@@ -166,6 +178,10 @@ def add_gradient_noise(
       paper); unused when ``eta`` is a schedule.
     key: required PRNG key (``jax.random.key(seed)``) or int seed; there is no
       default seed.
+    impl: the normal generator, as in ``noisy_jax``'s noisy units: ``"hash"``
+      (default), the counter-based generator that XLA fuses with the addition
+      into one pass over the gradient; ``"jax"``, ``jax.random.normal`` with the
+      key's own PRNG implementation (as ``optax.add_noise``).
 
   Returns:
     An ``optax.GradientTransformation`` whose state is a
@@ -173,7 +189,9 @@ def add_gradient_noise(
     shapes, dtypes and shardings of the input updates.
 
   Raises:
-    ValueError: missing ``key``; negative or non-finite ``eta`` or ``gamma``.
+    ValueError: missing ``key``; negative or non-finite ``eta`` or ``gamma``;
+      unknown ``impl``; (at update, outside ``jit``) a scheduled variance that
+      is negative or non-finite.
     TypeError: non-scalar ``eta``/``gamma``, callable ``gamma``, a ``key`` that
       is not a PRNG key or int, or (at update) a non-floating leaf.
 
@@ -202,8 +220,11 @@ def add_gradient_noise(
 
     Sharding: under ``jax.jit`` a leaf sharded with ``NamedSharding`` keeps its
     sharding and each device generates only its own shard of the noise, with the
-    same values as unsharded; this relies on ``jax_threefry_partitionable``
-    (the default since jax 0.5). Call ``update`` inside ``jax.jit``.
+    same values as unsharded: each element's noise is a function of the step
+    key, the leaf's path and the element's index, so XLA partitions its
+    generation like any elementwise op. With ``impl="jax"`` this relies on
+    ``jax_threefry_partitionable`` (the default since jax 0.5). Call ``update``
+    inside ``jax.jit``.
 
     Under ``inject_hyperparams`` with low-precision parameters, ``eta`` is stored
     in the parameters' dtype (e.g. 0.3 becomes 0.30078 in bfloat16); pass
@@ -216,6 +237,7 @@ def add_gradient_noise(
   if not callable(eta):
     _check_hyperparameter(eta, "eta")
   _check_hyperparameter(gamma, "gamma")
+  _check_choice(impl, "impl", noise.IMPLS)
   typed_key = _check_key(key)
   key_impl = jax.random.key_impl(typed_key)
   variance_fn = _variance_schedule(eta, gamma)
@@ -237,7 +259,7 @@ def add_gradient_noise(
       )
     key = jax.random.wrap_key_data(state.key_data, impl=key_impl)
     next_key, step_key = jax.random.split(key)
-    updates = _perturb(updates, step_key, jnp.sqrt(variance))
+    updates = _perturb(updates, step_key, jnp.sqrt(variance), impl)
     return updates, GradientNoiseState(
         count=optax.safe_increment(state.count), key_data=jax.random.key_data(next_key))
 
