@@ -220,7 +220,8 @@ def _table(results: dict[str, Any]) -> str:
     target = results["targets"][dtype]
     worst_mode = max(max(v.values()) for v in target["mode_time_over_nan"].values())
     unfused = "unfused nan (jax.random.normal)"
-    speedups = [results[pass_name][dtype]["nan"]["ratio"] / results[pass_name][dtype][unfused]["ratio"]
+    speedups = [results[pass_name][dtype]["nan"]["ratio"]
+                / results[pass_name][dtype][unfused]["ratio"]
                 for pass_name in ("forward", "forward_backward")]
     lines.append(
         f"- {dtype}: NAN fwd {target['forward_ratio']:.3f} "

@@ -236,4 +236,5 @@ def test_gpu_draw_matches_cpu():
       draws[device.platform] = (np.asarray(noise.random_bits(key, (2**20,))),
                                 _draw(101, (2**20,)))
   np.testing.assert_array_equal(draws["gpu"][0], draws["cpu"][0])
-  np.testing.assert_allclose(draws["gpu"][1], draws["cpu"][1], rtol=2e-6, atol=2e-6)
+  # log and sqrt may differ by an ulp between backends; the bits may not.
+  np.testing.assert_allclose(draws["gpu"][1], draws["cpu"][1], rtol=1e-5, atol=1e-5)
