@@ -274,6 +274,7 @@ def test_nanil_reference_scale_option():
         (dict(mode="nax"), ValueError, "mode='nax'.*'nan', 'nah'"),
         (dict(kind="relu"), ValueError, "kind='relu'.*'hard_tanh'"),
         (dict(nanil_scale="x"), ValueError, "nanil_scale"),
+        (dict(noise_impl="philox"), ValueError, "noise_impl='philox'.*'hash', 'jax'"),
         (dict(key=None), ValueError, "key is required.*deterministic=True"),
         (dict(c=-1.0), ValueError, "c must be finite and >= 0"),
         (dict(c=float("nan")), ValueError, "c must be finite"),
@@ -298,3 +299,12 @@ def test_traced_c_is_not_validated_but_works():
   y = jax.jit(lambda c: noisy_jax.noisy_hard_tanh(jnp.ones(3) * 4, jax.random.key(0), 1.0, c))(
       1.0)
   assert y.shape == (3,)
+
+
+def test_jax_random_noise_impl_matches_reference():
+  x = _inputs("hard_tanh")
+  key = jax.random.key(8)
+  xi = np.asarray(jax.random.normal(jax.random.clone(key), x.shape, jnp.float32))
+  got = noisy_jax.noisy_hard_tanh(x, key, 0.5, 0.7, 1.1, "nah", noise_impl="jax")
+  want = reference.noisy(x, xi, 0.5, 0.7, 1.1, "nah", "hard_tanh")
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

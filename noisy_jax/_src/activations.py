@@ -346,10 +346,10 @@ def _output_noise_terms(x, p, c, alpha, kind):
 # the backward pass recompute the noise from the key instead of saving it. The jit
 # keeps eager-mode gradients inside one traced remat, which the key-reuse checker
 # (jax_debug_key_reuse) knows does not consume the key a second time.
-@functools.partial(jax.jit, static_argnums=(5, 6, 7))
-@functools.partial(jax.checkpoint, static_argnums=(5, 6, 7))
-def _sample(x, key, p, c, alpha, mode, kind, nanil_scale):
-  xi = noise.standard_normal(key, x.shape, x.dtype)
+@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
+@functools.partial(jax.checkpoint, static_argnums=(5, 6, 7, 8))
+def _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl):
+  xi = noise.standard_normal(key, x.shape, x.dtype, impl=noise_impl)
   if mode in OUTPUT_NOISE_MODES:
     # Eq. 12: alpha h(x) + (1 - alpha) u(x) + d(x) sigma(x) eps.
     mean, scale = _output_noise_terms(x, p, c, alpha, kind)
@@ -382,6 +382,7 @@ def noisy_activation(
     kind: Kind = "hard_tanh",
     deterministic: bool = False,
     nanil_scale: Literal["paper", "reference"] = "paper",
+    noise_impl: noise.Impl = "hash",
 ) -> jax.Array:
   r"""Noisy activation function (Gulcehre et al., 2016).
 
@@ -428,6 +429,9 @@ def noisy_activation(
     nanil_scale: ``"paper"`` (default) uses Eq. 9 for the NANIL scale;
       ``"reference"`` uses the reference code's
       :math:`c\,\mathrm{softplus}(p|\Delta| / (|\xi| + 10^{-10}))`.
+    noise_impl: the generator of :math:`\xi`: ``"hash"`` (default), the
+      counter-based generator that XLA fuses with the activation, or ``"jax"``,
+      ``jax.random.normal`` with the key's own PRNG (slower; see BENCHMARKS.md).
 
   Returns:
     An array of the same shape and dtype as ``x``.
@@ -469,6 +473,7 @@ def noisy_activation(
   _check_choice(mode, "mode", MODES)
   _check_choice(kind, "kind", KINDS)
   _check_choice(nanil_scale, "nanil_scale", NANIL_SCALES)
+  _check_choice(noise_impl, "noise_impl", noise.IMPLS)
   x = _check_float_input(x)
   default_c, default_alpha = reference_defaults(mode, kind)
   c = _check_scale(default_c if c is None else c, x.shape)
@@ -498,7 +503,7 @@ def noisy_activation(
         f"key must be a single PRNG key, got a batch of shape {key.shape}. Fix: "
         "jax.vmap over the keys, or split one key per call."
     )
-  return _sample(x, key, p, c, alpha, mode, kind, nanil_scale).astype(out_dtype)
+  return _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl).astype(out_dtype)
 
 
 def noisy_hard_tanh(
@@ -510,6 +515,7 @@ def noisy_hard_tanh(
     mode: Mode = "nan",
     *,
     deterministic: bool = False,
+    noise_impl: noise.Impl = "hash",
 ) -> jax.Array:
   """:func:`noisy_activation` with ``kind="hard_tanh"`` (defaults c=0.5, alpha=1.15).
 
@@ -520,7 +526,8 @@ def noisy_hard_tanh(
     Array([0.25], dtype=float32)
   """
   return noisy_activation(
-      x, key, p, c, alpha, mode, kind="hard_tanh", deterministic=deterministic
+      x, key, p, c, alpha, mode, kind="hard_tanh", deterministic=deterministic,
+      noise_impl=noise_impl,
   )
 
 
@@ -533,6 +540,7 @@ def noisy_hard_sigmoid(
     mode: Mode = "nan",
     *,
     deterministic: bool = False,
+    noise_impl: noise.Impl = "hash",
 ) -> jax.Array:
   """:func:`noisy_activation` with ``kind="hard_sigmoid"`` (defaults c=0.15, alpha=1.1).
 
@@ -543,5 +551,6 @@ def noisy_hard_sigmoid(
     Array([0.5], dtype=float32)
   """
   return noisy_activation(
-      x, key, p, c, alpha, mode, kind="hard_sigmoid", deterministic=deterministic
+      x, key, p, c, alpha, mode, kind="hard_sigmoid", deterministic=deterministic,
+      noise_impl=noise_impl,
   )

@@ -76,13 +76,7 @@ def _variance_schedule(eta: Any, gamma: Any) -> optax.Schedule:
   """Maps the update count t to the noise variance: Eq. 1, or ``eta`` itself if a schedule."""
   if callable(eta):
     return eta
-  if _concrete(eta) is not None and _concrete(gamma) is not None:
-    return schedules.gradient_noise_variance(float(eta), float(gamma))
-  # Inside a jitted optax.inject_hyperparams update, eta and gamma arrive traced and
-  # gradient_noise_variance's argument checks cannot read them; apply them to its
-  # unit decay 1 / (1 + t) instead: eta (1 / (1 + t))^gamma is Eq. 1.
-  unit_decay = schedules.gradient_noise_variance(eta=1.0, gamma=1.0)
-  return lambda count: eta * unit_decay(count) ** gamma
+  return schedules.gradient_noise_variance(eta, gamma)
 
 
 def _path_words(path) -> tuple[int, int]:

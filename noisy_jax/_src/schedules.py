@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from noisy_jax._src.activations import _concrete
+
 
 def _check_positive(value, argname: str, allow_zero: bool = False) -> float:
   value = float(value)
@@ -79,8 +81,8 @@ def gradient_noise_variance(eta: float = 0.01, gamma: float = 0.55) -> optax.Sch
 
   Args:
     eta: :math:`\eta`, the noise **variance** at ``t = 0`` (the paper uses 0.01,
-      0.3 and 1.0).
-    gamma: :math:`\gamma`, the decay exponent (0.55 in the paper).
+      0.3 and 1.0). May be traced.
+    gamma: :math:`\gamma`, the decay exponent (0.55 in the paper). May be traced.
 
   Returns:
     An ``optax.Schedule`` mapping the update count to :math:`\sigma_t^2` (float32).
@@ -95,8 +97,11 @@ def gradient_noise_variance(eta: float = 0.01, gamma: float = 0.55) -> optax.Sch
     Neelakantan et al., `Adding Gradient Noise Improves Learning for Very Deep
     Networks <https://arxiv.org/abs/1511.06807>`_, 2015.
   """
-  eta = _check_positive(eta, "eta", allow_zero=True)
-  gamma = _check_positive(gamma, "gamma", allow_zero=True)
+  # eta and gamma may be traced (optax.inject_hyperparams inside jit): checked
+  # wherever they are concrete.
+  for value, argname in ((eta, "eta"), (gamma, "gamma")):
+    if _concrete(value) is not None:
+      _check_positive(value, argname, allow_zero=True)
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     t = jnp.asarray(count).astype(jnp.float32)
