@@ -230,12 +230,8 @@ def _activate(x, key, p, c, alpha, kind, mode, noisy: tuple[bool, ...], determin
   return jnp.where(mask, y, activations.activation(x, kind=kind))
 
 
-# jax.checkpoint: the backward pass recomputes gates and noise from (z, c, key). The
-# jit keeps an eager-mode gradient inside one traced remat, which the key-reuse
-# checker (jax_debug_key_reuse) knows does not consume the key a second time.
-@functools.partial(jax.jit, static_argnums=(0,))
-@functools.partial(jax.checkpoint, static_argnums=(0,))
-def _lstm_elementwise(static: _Static, z, c, key, p_gates, p_candidate, p_cell, scales):
+def _lstm_math(static: _Static, z, c, key, p_gates, p_candidate, p_cell, scales):
+  """The elementwise part of an LSTM step: (z, c_prev) -> (c, h)."""
   c_sig, alpha_sig, c_tanh, alpha_tanh = scales
   hidden = c.shape[-1]
   keys = (None,) * 3 if key is None else jax.random.split(key, 3)
@@ -256,10 +252,9 @@ def _lstm_elementwise(static: _Static, z, c, key, p_gates, p_candidate, p_cell, 
   return new_c, output_gate * squashed
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-@functools.partial(jax.checkpoint, static_argnums=(0,))
-def _gru_elementwise(static: _Static, gate_pre, x_candidate, h_candidate, h, key,
-                     recurrent_bias, p_gates, p_candidate, scales):
+def _gru_math(static: _Static, gate_pre, x_candidate, h_candidate, h, key, recurrent_bias,
+              p_gates, p_candidate, scales):
+  """The elementwise part of a GRU step: pre-activations and h_prev -> h."""
   c_sig, alpha_sig, c_tanh, alpha_tanh = scales
   keys = (None,) * 2 if key is None else jax.random.split(key, 2)
   gates = _activate(
@@ -273,6 +268,16 @@ def _gru_elementwise(static: _Static, gate_pre, x_candidate, h_candidate, h, key
       static.deterministic,
   )
   return (1.0 - update) * candidate + update * h
+
+
+# For a single step under autodiff: jax.checkpoint makes the backward pass recompute
+# gates and noise from the pre-activations, the previous state and the key. The jit
+# keeps an eager-mode gradient inside one traced remat, which the key-reuse checker
+# (jax_debug_key_reuse) knows does not consume the key a second time.
+_lstm_elementwise = jax.jit(jax.checkpoint(_lstm_math, static_argnums=(0,)),
+                            static_argnums=(0,))
+_gru_elementwise = jax.jit(jax.checkpoint(_gru_math, static_argnums=(0,)),
+                           static_argnums=(0,))
 
 
 def input_projection(x: jax.typing.ArrayLike, input_kernel: jax.typing.ArrayLike,
@@ -488,21 +493,165 @@ def check_step_input(inputs: jax.typing.ArrayLike, in_features: int | None) -> j
   return inputs
 
 
-def _scan_sequence(
-    step: Callable, weights, xs, key, carry, *, seq_lengths, reverse, keep_order,
-    time_major, unroll,
-):
-  """Projects all steps in one matmul, then scans ``step(carry, x_proj_t, key_t)``."""
+class _Spec(NamedTuple):
+  """Hashable description of a whole-sequence recurrence."""
+
+  cell: str  # "lstm" or "gru"
+  static: _Static
+  unroll: int
+
+
+def _readout(spec: _Spec, carry):
+  """The part of the carry that multiplies the recurrent kernel: h."""
+  return carry[1] if spec.cell == "lstm" else carry
+
+
+def _add_to_readout(spec: _Spec, carry, dh):
+  return (carry[0], carry[1] + dh) if spec.cell == "lstm" else carry + dh
+
+
+def _pre(spec: _Spec, x_proj, r):
+  """What the elementwise part of a step reads, from the input and recurrent halves.
+
+  LSTM: ``(z,)`` with ``z = x_proj + r``. GRU: the gates' sum, then the input and
+  recurrent halves of the candidate apart (the reset gate multiplies only the latter).
+  """
+  if spec.cell == "lstm":
+    return (x_proj + r,)
+  hidden = r.shape[-1] // 3
+  return (x_proj[..., : 2 * hidden] + r[..., : 2 * hidden], x_proj[..., 2 * hidden:],
+          r[..., 2 * hidden:])
+
+
+def _pre_transpose(spec: _Spec, d_pre):
+  """Cotangents of ``(x_proj, r)`` from those of :func:`_pre`'s outputs."""
+  if spec.cell == "lstm":
+    return d_pre[0], d_pre[0]
+  d_gates, d_x_candidate, d_h_candidate = d_pre
+  return (jnp.concatenate([d_gates, d_x_candidate], axis=-1),
+          jnp.concatenate([d_gates, d_h_candidate], axis=-1))
+
+
+def _cell(spec: _Spec, pre, carry, key, valid, small, scales):
+  """One step's elementwise part, masked: ``(new_carry, y)``."""
+  if spec.cell == "lstm":
+    new_carry = _lstm_math(spec.static, pre[0], carry[0], key, *small, scales)
+    y = new_carry[1]
+  else:
+    new_carry = y = _gru_math(spec.static, *pre, carry, key, *small, scales)
+  if valid is not None:
+    # Past its length a sequence keeps its carry and outputs zeros.
+    new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+    y = jnp.where(valid, y, jnp.zeros_like(y))
+  return new_carry, y
+
+
+def _forward(spec: _Spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
+  def body(carry, inputs):
+    x_proj_t, key_t, valid_t = inputs
+    pre = _pre(spec, x_proj_t, jnp.dot(_readout(spec, carry), recurrent_kernel))
+    return _cell(spec, pre, carry, key_t, valid_t, small, scales)
+
+  return jax.lax.scan(body, carry, (x_proj, keys, valid), unroll=spec.unroll)
+
+
+# The whole recurrence has a hand-written VJP, as cuDNN's RNNs do. The forward scan
+# overwrites each step's input projection in place with what its elementwise part
+# reads (LSTM: z; GRU: the gates' sum and the candidate's input half) and stacks
+# the previous states; no gate value and no noise is kept. The backward scan
+# regenerates the noise from the step keys, does one (B, G) x (G, H) matmul per step
+# and writes each step's cotangent over its pre-activations, in the same buffer;
+# the recurrent kernel's gradient is then one (H, T B) x (T B, G) matmul instead of
+# T small ones inside the loop.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _recurrence(spec: _Spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
+  return _forward(spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry)
+
+
+def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
+  def body(state, inputs):
+    carry, buffer = state
+    t, key_t, valid_t = inputs
+    x_proj_t = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+    pre = _pre(spec, x_proj_t, jnp.dot(_readout(spec, carry), recurrent_kernel))
+    new_carry, y = _cell(spec, pre, carry, key_t, valid_t, small, scales)
+    # GRU: the candidate's input half is already in place; the gates' sum replaces
+    # the gates' input half; the candidate's recurrent half is stacked apart.
+    stored = pre[0] if spec.cell == "lstm" else jnp.concatenate(pre[:2], axis=-1)
+    buffer = jax.lax.dynamic_update_index_in_dim(buffer, stored, t, 0)
+    h_candidate = None if spec.cell == "lstm" else pre[2]
+    return (new_carry, buffer), (y, carry, h_candidate)
+
+  steps = jnp.arange(x_proj.shape[0])
+  (carry, buffer), (ys, carries, h_candidates) = jax.lax.scan(
+      body, (carry, x_proj), (steps, keys, valid), unroll=spec.unroll)
+  residuals = (recurrent_kernel, small, scales, keys, valid, buffer, carries, h_candidates)
+  return (carry, ys), residuals
+
+
+def _recurrence_bwd(spec, residuals, cotangents):
+  recurrent_kernel, small, scales, keys, valid, buffer, carries, h_candidates = residuals
+  d_carry, d_ys = cotangents
+  hidden = recurrent_kernel.shape[0]
+  if keys is not None:
+    # Regenerating the forward noise means drawing from the same keys again, on
+    # purpose, as jax.checkpoint does; rewrapping their data tells the key-reuse
+    # checker (jax_debug_key_reuse) so.
+    keys = jax.random.wrap_key_data(jax.random.key_data(keys), impl=jax.random.key_impl(keys))
+
+  def body(state, inputs):
+    d_carry, d_small, buffer, h_candidates = state
+    t, carry, key_t, valid_t, d_y = inputs
+    stored = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
+    if spec.cell == "lstm":
+      pre = (stored,)
+    else:
+      h_candidate = jax.lax.dynamic_index_in_dim(h_candidates, t, keepdims=False)
+      pre = (stored[..., : 2 * hidden], stored[..., 2 * hidden:], h_candidate)
+    step = lambda pre, carry, small: _cell(spec, pre, carry, key_t, valid_t, *small)
+    _, vjp = jax.vjp(step, pre, carry, (small, scales))
+    d_pre, d_carry_prev, d_small_t = vjp((d_carry, d_y))
+    d_x_proj, d_r = _pre_transpose(spec, d_pre)
+    d_carry_prev = _add_to_readout(spec, d_carry_prev, jnp.dot(d_r, recurrent_kernel.T))
+    # Each step's cotangent overwrites the pre-activations it was computed from.
+    buffer = jax.lax.dynamic_update_index_in_dim(buffer, d_x_proj, t, 0)
+    if spec.cell == "gru":
+      h_candidates = jax.lax.dynamic_update_index_in_dim(h_candidates, d_pre[2], t, 0)
+    d_small = jax.tree.map(jnp.add, d_small, d_small_t)
+    return (d_carry_prev, d_small, buffer, h_candidates), None
+
+  steps = jnp.arange(buffer.shape[0])
+  zeros = jax.tree.map(jnp.zeros_like, (small, scales))
+  (d_carry, (d_small, d_scales), d_x_proj, d_h_candidates), _ = jax.lax.scan(
+      body, (d_carry, zeros, buffer, h_candidates), (steps, carries, keys, valid, d_ys),
+      reverse=True, unroll=spec.unroll)
+  h_prev = _readout(spec, carries)
+  if spec.cell == "lstm":  # d_r = d_z = d_x_proj
+    d_recurrent_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_x_proj)
+  else:  # d_r = [d_gates, d_h_candidate]
+    d_recurrent_kernel = jnp.concatenate([
+        jnp.einsum("tbh,tbg->hg", h_prev, d_x_proj[..., : 2 * hidden]),
+        jnp.einsum("tbh,tbg->hg", h_prev, d_h_candidates)], axis=-1)
+  return d_recurrent_kernel, d_small, d_scales, d_x_proj, None, None, d_carry
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def _run_sequence(spec: _Spec, weights, small, scales, xs, key, carry, *, seq_lengths,
+                  reverse, keep_order, time_major):
+  """Projects all steps in one matmul, then runs the recurrence over time."""
   time_axis = 0 if time_major else 1
-  num_steps = xs.shape[time_axis]
+  num_steps, batch = xs.shape[time_axis], xs.shape[1 - time_axis]
+  valid = None
   if seq_lengths is not None:
     seq_lengths = jnp.asarray(seq_lengths)
-    batch = xs.shape[1 - time_axis]
     if seq_lengths.shape != (batch,) or not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
       raise ValueError(
           f"seq_lengths must be an integer array of shape (batch,) = ({batch},), got "
           f"dtype {seq_lengths.dtype} and shape {seq_lengths.shape}."
       )
+    valid = (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
   if reverse:
     # Padding stays at the end, as in flax.linen.RNN.
     xs = linen_recurrent.flip_sequences(xs, seq_lengths, num_batch_dims=1,
@@ -511,19 +660,8 @@ def _scan_sequence(
   x_proj = jnp.einsum("tbd,dg->tbg" if time_major else "btd,dg->tbg", xs,
                       weights.input_kernel) + weights.bias
   keys = None if key is None else jax.random.split(key, num_steps)
-  steps = jnp.arange(num_steps)
-
-  def body(carry, inputs):
-    x_proj_t, key_t, t = inputs
-    new_carry, y = step(carry, x_proj_t, key_t)
-    if seq_lengths is not None:
-      # Past its length a sequence keeps its carry and outputs zeros.
-      valid = (t < seq_lengths)[:, None]
-      new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
-      y = jnp.where(valid, y, 0.0).astype(y.dtype)
-    return new_carry, y
-
-  carry, ys = jax.lax.scan(body, carry, (x_proj, keys, steps), unroll=unroll)
+  carry, ys = _recurrence(spec, weights.recurrent_kernel, small, scales, x_proj, keys, valid,
+                          carry)
   if not time_major:
     ys = jnp.swapaxes(ys, 0, 1)
   if reverse and keep_order:
@@ -604,14 +742,12 @@ def lstm_sequence(
   sigmoid = _resolve(sigmoid, (3 * hidden,))
   tanh = _resolve(tanh, (hidden,))
   initial_carry = _carry_pair(initial_carry, hidden, "initial_carry")
-  step = functools.partial(
-      lstm_step, weights=weights, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
-      deterministic=deterministic,
-  )
-  return _scan_sequence(
-      lambda carry, x_proj, k: step(carry, x_proj, key=k), weights, inputs, key,
-      initial_carry, seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order,
-      time_major=time_major, unroll=unroll,
+  spec = _Spec("lstm", _static(sigmoid, tanh, noisy_gates, _LSTM_SIGMOID_GATES,
+                               ("candidate", "cell"), deterministic), unroll)
+  return _run_sequence(
+      spec, weights, (weights.p_gates, weights.p_candidate, weights.p_cell),
+      (sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha), inputs, key, initial_carry,
+      seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order, time_major=time_major,
   )
 
 
@@ -678,12 +814,10 @@ def gru_sequence(
   sigmoid = _resolve(sigmoid, (2 * hidden,))
   tanh = _resolve(tanh, (hidden,))
   initial_carry = _check_gru_carry(initial_carry, hidden, "initial_carry")
-  step = functools.partial(
-      gru_step, weights=weights, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
-      deterministic=deterministic,
-  )
-  return _scan_sequence(
-      lambda carry, x_proj, k: step(carry, x_proj, key=k), weights, inputs, key,
-      initial_carry, seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order,
-      time_major=time_major, unroll=unroll,
+  spec = _Spec("gru", _static(sigmoid, tanh, noisy_gates, _GRU_SIGMOID_GATES,
+                              ("candidate",), deterministic), unroll)
+  return _run_sequence(
+      spec, weights, (weights.recurrent_bias, weights.p_gates, weights.p_candidate),
+      (sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha), inputs, key, initial_carry,
+      seq_lengths=seq_lengths, reverse=reverse, keep_order=keep_order, time_major=time_major,
   )

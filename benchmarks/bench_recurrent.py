@@ -1,0 +1,404 @@
+"""Training-step speed and memory of the noisy recurrent layers (issue 6).
+
+Workload: forward and backward of ``sum(outputs**2)`` with respect to the
+parameters, float32, inputs ``(B, T, D)``, hidden size ``H``. For each shape:
+
+* LSTM: ``noisy_jax.nn.NoisyLSTM`` (noise on; and deterministic), the noisy cell
+  scanned by ``nn.RNN`` (``noisy_rnn(NoisyLSTMCell)``), against flax
+  ``nn.RNN(nn.OptimizedLSTMCell)`` (the baseline of every ratio) and cuDNN through
+  ``jax.experimental.rnn.lstm`` (GPU only);
+* GRU: the same against ``nn.RNN(nn.GRUCell)``;
+* with PyTorch importable: ``torch.nn.LSTM``/``torch.nn.GRU`` (cuDNN on GPU) and a
+  noisy LSTM/GRU written the obvious way in eager PyTorch (a Python loop over time).
+
+JAX functions are timed interleaved round by round (``harness.compare``); PyTorch
+ones in their own loop (``torch.cuda.synchronize`` after each call) and compared
+by median time. Peak memory of a training step is XLA's plan for the compiled
+program (``memory_analysis``: arguments + outputs + temporaries - aliased), which
+exists on CPU and GPU alike.
+
+Usage::
+
+  python -m benchmarks.run_all --only recurrent        # the issue's shapes on GPU
+  python -m benchmarks.bench_recurrent --small          # CPU-sized shapes
+  python -m benchmarks.bench_recurrent --shapes 64,100,512,512 --repeats 50
+
+Writes the ``recurrent`` section of ``benchmarks/results/<device>.json`` and the
+device's table in the "Recurrent layers (issue 6)" section of ``BENCHMARKS.md``.
+"""
+
+import argparse
+import pathlib
+import re
+import statistics
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+import noisy_jax.nn
+from benchmarks import harness
+
+SECTION = "recurrent"
+# The issue's shapes (B, T, D, H); --small divides them for a 2-core CPU.
+SHAPES = ((64, 100, 512, 512), (32, 100, 64, 256))
+SMALL_SHAPES = ((16, 100, 128, 128), (8, 100, 32, 64))
+# Issue 6's targets on an H100 (time ratios, lower is faster, except the torch one).
+CUDNN_TARGET = 1.0  # NoisyLSTM time / cuDNN LSTM time
+FLAX_TARGET = 0.8  # NoisyLSTM time / flax nn.RNN(OptimizedLSTMCell) time
+TORCH_EAGER_TARGET = 30.0  # torch eager noisy LSTM time / NoisyLSTM time
+MEMORY_TARGET = 1.05  # NoisyLSTM peak / flax peak
+
+MARKDOWN = pathlib.Path(__file__).parent.parent / "BENCHMARKS.md"
+MARKDOWN_HEADING = "## Recurrent layers (issue 6)"
+
+OURS = {"lstm": "NoisyLSTM", "gru": "NoisyGRU"}
+BASELINE = {"lstm": "flax nn.RNN(OptimizedLSTMCell)", "gru": "flax nn.RNN(GRUCell)"}
+CUDNN = "cuDNN jax.experimental.rnn.lstm"
+
+
+def _loss_and_grad(apply: Callable) -> Callable:
+  """``(params, x, key) -> (loss, grads)`` of ``sum(apply(params, x, key)**2)``."""
+
+  def loss(params, x, key):
+    return jnp.sum(jnp.square(apply(params, x, key)))
+
+  return jax.value_and_grad(loss)
+
+
+def jax_candidates(cell: str, shape) -> dict[str, tuple[Callable, Any]]:
+  """name -> (training step ``f(params, x, key)``, its parameters)."""
+  batch, _, features, hidden = shape
+  x = jnp.zeros(shape[:3], jnp.float32)
+  init_keys = {"params": jax.random.key(0), "noise": jax.random.key(1)}
+  layer_cls = noisy_jax.nn.NoisyLSTM if cell == "lstm" else noisy_jax.nn.NoisyGRU
+  cell_cls = noisy_jax.nn.NoisyLSTMCell if cell == "lstm" else noisy_jax.nn.NoisyGRUCell
+  flax_cell = nn.OptimizedLSTMCell(hidden) if cell == "lstm" else nn.GRUCell(hidden)
+
+  layer = layer_cls(hidden)
+  layer_eval = layer_cls(hidden, deterministic=True)
+  scanned = noisy_jax.nn.noisy_rnn(cell_cls(hidden))
+  flax_rnn = nn.RNN(flax_cell)
+  layer_params = layer.init(init_keys, x)["params"]
+  candidates = {
+      BASELINE[cell]: (
+          lambda p, x, k: flax_rnn.apply({"params": p}, x),
+          flax_rnn.init(jax.random.key(0), x)["params"]),
+      OURS[cell]: (
+          lambda p, x, k: layer.apply({"params": p}, x, rng=k), layer_params),
+      f"{OURS[cell]} (deterministic)": (
+          lambda p, x, k: layer_eval.apply({"params": p}, x), layer_params),
+      f"nn.RNN({cell_cls.__name__})": (
+          lambda p, x, k: scanned.apply({"params": {"cell": p}}, x, rngs={"noise": k}),
+          layer_params),
+  }
+  if cell == "lstm":
+    candidates[CUDNN] = _cudnn_lstm(batch, features, hidden)
+  return {name: (_loss_and_grad(fn), params) for name, (fn, params) in candidates.items()}
+
+
+def _cudnn_lstm(batch: int, features: int, hidden: int):
+  from jax.experimental import rnn
+
+  weights = rnn.init_lstm_weight(jax.random.key(0), features, hidden, 1, False)
+  zeros = jnp.zeros((1, batch, hidden), jnp.float32)
+
+  def apply(weights, x, key):
+    del key
+    lengths = jnp.full((x.shape[0],), x.shape[1], jnp.int32)
+    return rnn.lstm(x, zeros, zeros, weights, lengths, features, hidden, 1, 0.0, False)[0]
+
+  return apply, weights
+
+
+def peak_bytes(fn: Callable, *args) -> int | None:
+  """XLA's planned peak for ``jit(fn)(*args)``: arguments + outputs + temporaries - aliases."""
+  analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
+  if analysis is None:
+    return None
+  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+
+
+def _runs(fn: Callable, *args) -> str | None:
+  """None if ``jit(fn)`` compiles and runs here, else the reason it does not."""
+  try:
+    jax.block_until_ready(jax.jit(fn)(*args))
+  except Exception as error:  # pylint: disable=broad-except
+    return f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"
+  return None
+
+
+def bench_jax(cell: str, shape, repeats: int) -> dict[str, Any]:
+  candidates = jax_candidates(cell, shape)
+  x = jax.random.normal(jax.random.key(2), shape[:3], jnp.float32)
+  key = jax.random.key(3)
+  unavailable = {}
+  for name in list(candidates):
+    reason = _runs(candidates[name][0], candidates[name][1], x, key)
+    if reason is not None:
+      unavailable[name] = reason
+      del candidates[name]
+  # compare() feeds every function the same arguments: each picks its own parameters.
+  names = list(candidates)
+  all_params = tuple(candidates[name][1] for name in names)
+  fns = {
+      name: (lambda i: lambda params, x, key: candidates[names[i]][0](params[i], x, key))(i)
+      for i, name in enumerate(names)
+  }
+  timings = harness.compare(fns, all_params, x, key, baseline=BASELINE[cell], repeats=repeats)
+  memory = {name: peak_bytes(fn, params, x, key) for name, (fn, params) in candidates.items()}
+  return {"timings": timings, "peak_bytes": memory, "unavailable": unavailable}
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def _torch():
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  return torch
+
+
+def _torch_noisy(torch, x, p, kind: str, c: float, alpha: float, half_normal: bool):
+  """Eq. 12 written directly in PyTorch (NAN/NAH, reference-code sign convention)."""
+  if kind == "sigmoid":
+    u = 0.25 * x + 0.5
+    h = torch.clamp(u, 0.0, 1.0)
+  else:
+    u = x
+    h = torch.clamp(x, -1.0, 1.0)
+  sigma = c * (torch.sigmoid(p * (h - u)) - 0.5) ** 2
+  eps = torch.randn_like(x)
+  if half_normal:
+    eps = eps.abs()
+  sign_x = torch.where(x >= 0, 1.0, -1.0)
+  direction = -sign_x * (-1.0 if alpha > 1 else 1.0)
+  return alpha * h + (1 - alpha) * u + direction * sigma * eps
+
+
+def torch_candidates(torch, cell: str, shape, device: str) -> dict[str, Callable]:
+  """name -> training step closure (forward, ``sum(out**2)``, backward)."""
+  batch, steps, features, hidden = shape
+  x = torch.randn(batch, steps, features, device=device)
+  module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(
+      features, hidden, batch_first=True).to(device)
+  gates = 4 if cell == "lstm" else 3
+  w_in = torch.nn.Parameter(0.1 * torch.randn(features, gates * hidden, device=device))
+  w_rec = torch.nn.Parameter(0.1 * torch.randn(hidden, gates * hidden, device=device))
+  bias = torch.nn.Parameter(torch.zeros(gates * hidden, device=device))
+  b_hn = torch.nn.Parameter(torch.zeros(hidden, device=device))
+  p_gates = torch.nn.Parameter(torch.rand((gates - 1) * hidden, device=device) * 2 - 1)
+  p_cand = torch.nn.Parameter(torch.rand(hidden, device=device) * 2 - 1)
+  p_cell = torch.nn.Parameter(torch.rand(hidden, device=device) * 2 - 1)
+  sig = dict(kind="sigmoid", c=0.15, alpha=1.1, half_normal=True)
+  tanh = dict(kind="tanh", c=0.5, alpha=1.15, half_normal=False)
+
+  def eager_noisy():
+    h = torch.zeros(batch, hidden, device=device)
+    c_state = torch.zeros(batch, hidden, device=device)
+    total = 0.0
+    for t in range(steps):
+      if cell == "lstm":
+        z = x[:, t] @ w_in + h @ w_rec + bias
+        g = _torch_noisy(torch, z[:, : 3 * hidden], p_gates, **sig)
+        i, f, o = g[:, :hidden], g[:, hidden: 2 * hidden], g[:, 2 * hidden:]
+        c_state = f * c_state + i * _torch_noisy(torch, z[:, 3 * hidden:], p_cand, **tanh)
+        h = o * _torch_noisy(torch, c_state, p_cell, **tanh)
+      else:
+        zx, zh = x[:, t] @ w_in + bias, h @ w_rec
+        g = _torch_noisy(torch, zx[:, : 2 * hidden] + zh[:, : 2 * hidden], p_gates, **sig)
+        r, u = g[:, :hidden], g[:, hidden:]
+        n = _torch_noisy(torch, zx[:, 2 * hidden:] + r * (zh[:, 2 * hidden:] + b_hn), p_cand,
+                         **tanh)
+        h = (1 - u) * n + u * h
+      total = total + (h ** 2).sum()
+    total.backward()
+
+  def cudnn():
+    out, _ = module(x)
+    (out ** 2).sum().backward()
+
+  kind = "torch.nn.LSTM" if cell == "lstm" else "torch.nn.GRU"
+  return {kind: cudnn, f"torch eager noisy {cell.upper()} (per-step loop)": eager_noisy}
+
+
+def bench_torch(torch, cell: str, shape, repeats: int) -> dict[str, Any]:
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+  results = {}
+  for name, step in torch_candidates(torch, cell, shape, device).items():
+    for _ in range(3):
+      step()
+    sync()
+    times = []
+    for _ in range(max(5, repeats // 5 if "eager" in name else repeats)):
+      start = time.perf_counter()
+      step()
+      sync()
+      times.append(time.perf_counter() - start)
+    results[name] = {"median_s": statistics.median(times), "min_s": min(times),
+                     "repeats": len(times), "device": device}
+  return results
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _targets(cell: str, run: dict[str, Any]) -> dict[str, Any]:
+  timings, memory = run["jax"]["timings"], run["jax"]["peak_bytes"]
+  ours = OURS[cell]
+  targets = {
+      "time_over_flax": 1.0 / timings[ours]["ratio"],
+      "memory_over_flax": (memory[ours] / memory[BASELINE[cell]]
+                           if memory.get(ours) and memory.get(BASELINE[cell]) else None),
+  }
+  if CUDNN in timings:
+    targets["time_over_cudnn"] = timings[CUDNN]["ratio"] / timings[ours]["ratio"]
+  torch_results = run.get("torch") or {}
+  for name, stats in torch_results.items():
+    if "eager" in name:
+      targets["torch_eager_over_ours"] = stats["median_s"] / timings[ours]["median_s"]
+    else:
+      targets["time_over_torch_cudnn"] = timings[ours]["median_s"] / stats["median_s"]
+  return targets
+
+
+def _fmt_ratio(value, bound: str, absolute: bool, met: bool | None) -> str:
+  if value is None:
+    return "pending (GPU run)"
+  judged = f", {'met' if met else 'missed'}" if absolute else ""
+  return f"{value:.2f} (H100 target {bound}{judged})"
+
+
+def _table(results: dict[str, Any]) -> str:
+  env, config = results["environment"], results["config"]
+  absolute = env["platform"] != "cpu"
+  lines = [
+      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
+      f"`{env['git_sha'][:10]}`, {env['time']}: float32 fwd+bwd of `sum(outputs**2)` "
+      f"w.r.t. the parameters, median of {config['repeats']} interleaved rounds"
+      + ("" if absolute else "; CPU run with CPU-sized shapes: ratios only, no absolute times")
+      + ". Time ratio = time / time of the flax baseline of that table (lower is faster); "
+      "peak = XLA's planned peak bytes of the compiled step / the baseline's.",
+      "",
+  ]
+  for key, run in results["runs"].items():
+    cell, shape = run["cell"], run["shape"]
+    header = ["(B, T, D, H) = " + str(tuple(shape)) + f" {cell.upper()}", "time ratio",
+              "peak ratio"] + (["ms"] if absolute else [])
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    timings, memory = run["jax"]["timings"], run["jax"]["peak_bytes"]
+    base_memory = memory.get(BASELINE[cell])
+    for name, stats in timings.items():
+      peak = f"{memory[name] / base_memory:.2f}" if memory.get(name) and base_memory else "-"
+      row = [f"`{name}`", f"{1.0 / stats['ratio']:.2f}", peak]
+      if absolute:
+        row.append(f"{1e3 * stats['median_s']:.2f}")
+      lines.append("| " + " | ".join(row) + " |")
+    for name, stats in (run.get("torch") or {}).items():
+      ratio = stats["median_s"] / timings[BASELINE[cell]]["median_s"]
+      row = [f"`{name}` ({stats['device']}, own loop)", f"{ratio:.2f}", "-"]
+      if absolute:
+        row.append(f"{1e3 * stats['median_s']:.2f}")
+      lines.append("| " + " | ".join(row) + " |")
+    for name, reason in run["jax"]["unavailable"].items():
+      lines.append(f"| `{name}` | unavailable here: {reason} | - |" + (" - |" if absolute else ""))
+    if run.get("torch") is None:
+      lines.append("| PyTorch rows | skipped: torch not importable | - |" + (" - |" if absolute else ""))
+    lines.append("")
+    t = run["targets"]
+    ours = OURS[cell]
+    cudnn_name = CUDNN if cell == "lstm" else "cuDNN GRU"
+    notes = [
+        f"{ours} / flax time {_fmt_ratio(t['time_over_flax'], f'<= {FLAX_TARGET}', absolute, t['time_over_flax'] <= FLAX_TARGET)}",
+        f"peak memory / flax {_fmt_ratio(t['memory_over_flax'], f'<= {MEMORY_TARGET}', absolute, (t['memory_over_flax'] or 0) <= MEMORY_TARGET)}",
+        f"{ours} / {cudnn_name} time "
+        + _fmt_ratio(t.get("time_over_cudnn"), f"<= {CUDNN_TARGET}", absolute,
+                     (t.get("time_over_cudnn") or 0) <= CUDNN_TARGET),
+        f"{ours} / torch cuDNN time "
+        + _fmt_ratio(t.get("time_over_torch_cudnn"), f"<= {CUDNN_TARGET}", absolute,
+                     (t.get("time_over_torch_cudnn") or 0) <= CUDNN_TARGET),
+        "torch eager noisy / ours time "
+        + _fmt_ratio(t.get("torch_eager_over_ours"), f">= {TORCH_EAGER_TARGET}", absolute,
+                     (t.get("torch_eager_over_ours") or 0) >= TORCH_EAGER_TARGET),
+    ]
+    lines.append(f"- {cell.upper()} {tuple(shape)}: " + "; ".join(notes) + ".")
+    lines.append("")
+  return "\n".join(lines).rstrip("\n")
+
+
+def update_markdown(results: dict[str, Any], path: pathlib.Path = MARKDOWN) -> None:
+  """Replaces this device's block inside the "Recurrent layers (issue 6)" section."""
+  slug = harness.device_slug()
+  begin, end = f"<!-- bench_recurrent:{slug}:begin -->", f"<!-- bench_recurrent:{slug}:end -->"
+  block = f"{begin}\n{_table(results)}\n{end}"
+  text = path.read_text() if path.exists() else "# Benchmarks\n"
+  if begin in text and end in text:
+    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+  else:
+    if MARKDOWN_HEADING not in text:
+      text = text.rstrip("\n") + f"\n\n{MARKDOWN_HEADING}\n"
+    start = text.index(MARKDOWN_HEADING) + len(MARKDOWN_HEADING)
+    following = re.search(r"^## ", text[start:], flags=re.MULTILINE)
+    stop = start + following.start() if following else len(text)
+    section = text[start:stop].rstrip("\n")
+    text = text[:start] + f"{section}\n\n{block}\n" + ("\n" + text[stop:] if following else "")
+  path.write_text(text)
+
+
+def main(outdir=None, *, shapes=None, small: bool | None = None, repeats: int | None = None,
+         cells=("lstm", "gru"), markdown: bool = True) -> dict[str, Any]:
+  cpu = jax.default_backend() == "cpu"
+  small = cpu if small is None else small
+  shapes = shapes or (SMALL_SHAPES if small else SHAPES)
+  repeats = repeats or (20 if cpu else 50)
+  torch = _torch()
+  results = {"config": {"shapes": [list(s) for s in shapes], "repeats": repeats,
+                        "small": small, "dtype": "float32"},
+             "runs": {}}
+  for cell in cells:
+    for shape in shapes:
+      print(f"  {cell} {shape} ...", flush=True)
+      run = {"cell": cell, "shape": list(shape), "jax": bench_jax(cell, shape, repeats)}
+      run["torch"] = bench_torch(torch, cell, shape, repeats) if torch else None
+      run["targets"] = _targets(cell, run)
+      for name, stats in run["jax"]["timings"].items():
+        print(f"    {name:42s} time ratio {1.0 / stats['ratio']:.3f}  "
+              f"peak {run['jax']['peak_bytes'][name]}")
+      for name, reason in run["jax"]["unavailable"].items():
+        print(f"    {name:42s} unavailable: {reason}")
+      results["runs"][f"{cell}_{'x'.join(map(str, shape))}"] = run
+  path = harness.save(SECTION, results, outdir)
+  print(f"  wrote {path}")
+  if markdown:
+    results["environment"] = harness.environment()
+    update_markdown(results)
+  return results
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+  values = tuple(int(v) for v in text.split(","))
+  if len(values) != 4:
+    raise argparse.ArgumentTypeError(f"a shape is B,T,D,H (four integers), got {text!r}")
+  return values
+
+
+if __name__ == "__main__":
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--shapes", type=_shape, nargs="+", default=None,
+                      help="B,T,D,H shapes (default: the issue's on GPU, CPU-sized on CPU)")
+  parser.add_argument("--small", action="store_true", default=None,
+                      help=f"CPU-sized shapes {SMALL_SHAPES}")
+  parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
+  parser.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
+  parser.add_argument("--outdir", default=None)
+  parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone")
+  flags = parser.parse_args()
+  main(flags.outdir, shapes=flags.shapes, small=flags.small, repeats=flags.repeats,
+       cells=tuple(flags.cells), markdown=not flags.no_markdown)
