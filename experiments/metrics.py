@@ -1,0 +1,133 @@
+"""Metric output of a run: a JSONL file, optional TensorBoard events, and a progress line.
+
+``metrics.jsonl`` holds one JSON object per line, ``{"step": s, "split": "train" |
+"eval", "<metric>": [one value per run], ...}``; experiments/report.py reads it.
+TensorBoard event files (mean and standard deviation over the runs) are written
+with tensorboardX when it is installed, without TensorFlow.
+"""
+
+import json
+import logging as pylogging
+import math
+import pathlib
+import sys
+import time
+from typing import Any, TextIO
+
+import numpy as np
+from absl import logging
+
+METRICS_FILE = "metrics.jsonl"
+FINAL_METRICS_FILE = "final_metrics.json"
+
+
+def _jsonable(value: Any) -> Any:
+  value = np.asarray(value)
+  if value.ndim == 0:
+    number = value.item()
+    return number if not isinstance(number, float) or math.isfinite(number) else str(number)
+  return [_jsonable(v) for v in value]
+
+
+def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+  """The records of ``workdir/metrics.jsonl`` (empty if there is none)."""
+  path = pathlib.Path(workdir) / METRICS_FILE
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class MetricWriter:
+  """Appends metric records to ``metrics.jsonl`` and, if available, TensorBoard events.
+
+  A resumed run first drops the records past its restored step, so the file ends
+  up as if the run had never been interrupted.
+  """
+
+  def __init__(self, workdir: str | pathlib.Path, *, resume_step: int = 0,
+               tensorboard: bool = True):
+    self._path = pathlib.Path(workdir) / METRICS_FILE
+    self._path.parent.mkdir(parents=True, exist_ok=True)
+    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    self._path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    self._file = self._path.open("a")
+    self._tb = None
+    if tensorboard:
+      try:
+        import tensorboardX  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        logging.info("tensorboardX is not installed: no TensorBoard event files.")
+      else:
+        self._tb = tensorboardX.SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"),
+                                              purge_step=resume_step + 1 if resume_step else None)
+
+  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    """Writes one record; array values are per-run values (TensorBoard gets mean and std)."""
+    record = {"step": int(step), "split": split,
+              **{name: _jsonable(value) for name, value in metrics.items()}}
+    self._file.write(json.dumps(record) + "\n")
+    self._file.flush()
+    if self._tb is not None:
+      for name, value in metrics.items():
+        value = np.asarray(value, np.float64)
+        self._tb.add_scalar(f"{split}/{name}", float(value.mean()), step)
+        if value.size > 1:
+          self._tb.add_scalar(f"{split}/{name}_std", float(value.std()), step)
+
+  def close(self) -> None:
+    self._file.close()
+    if self._tb is not None:
+      self._tb.close()
+
+
+def _not_orbax_info(record: pylogging.LogRecord) -> bool:
+  return "orbax" not in record.pathname or record.levelno >= pylogging.WARNING
+
+
+def quiet_orbax_logs() -> None:
+  """Keeps Orbax's per-save INFO chatter out of a program's log; its warnings stay."""
+  absl_logger = logging.get_absl_logger()
+  if _not_orbax_info not in absl_logger.filters:
+    absl_logger.addFilter(_not_orbax_info)
+
+
+def _duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class Progress:
+  """A progress bar with steps/s and ETA on a terminal; plain log lines otherwise."""
+
+  def __init__(self, total_steps: int, start_step: int, *, label: str = "",
+               stream: TextIO | None = None):
+    self._total, self._start = total_steps, start_step
+    self._label = label
+    self._stream = sys.stderr if stream is None else stream
+    self._tty = bool(getattr(self._stream, "isatty", lambda: False)())
+    self._t0 = time.perf_counter()
+
+  def update(self, step: int, summary: str = "") -> None:
+    """Reports that ``step`` steps are done; ``summary`` is a short metric string."""
+    elapsed = time.perf_counter() - self._t0
+    done = step - self._start
+    rate = done / elapsed if elapsed > 0 and done > 0 else float("nan")
+    eta = (self._total - step) / rate if rate > 0 else float("nan")
+    head = f"{self._label} " if self._label else ""
+    text = (f"{head}step {step}/{self._total} ({rate:.1f} steps/s, ETA {_duration(eta)})"
+            f"{' ' + summary if summary else ''}")
+    if self._tty:
+      width = 24
+      filled = int(width * step / max(self._total, 1))
+      self._stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {text}\033[K")
+      self._stream.flush()
+    else:
+      logging.info("%s", text)
+
+  def close(self) -> None:
+    if self._tty:
+      self._stream.write("\n")
+      self._stream.flush()

@@ -1,0 +1,146 @@
+r"""Learning curves and a table of final metrics for the runs under a directory.
+
+  python -m experiments.report --workdir=runs
+
+Finds every run (a directory holding ``config.json`` and ``metrics.jsonl``) under
+``--workdir``, and for each experiment writes ``<name>_curves.png`` (mean and
+spread over the runs of each variant, one line per variant) and a Markdown table
+of the final metrics next to the paper's numbers into ``report.md``, which it also
+prints.
+"""
+
+import json
+import pathlib
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from experiments import metrics as metrics_lib  # pylint: disable=wrong-import-position
+from experiments import validation  # pylint: disable=wrong-import-position
+
+REPORT_FILE = "report.md"
+
+
+def find_runs(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+  """Every run under ``workdir``: its config, metric records and final metrics (if done)."""
+  runs = []
+  for config_path in sorted(pathlib.Path(workdir).rglob("config.json")):
+    run_dir = config_path.parent
+    final_path = run_dir / metrics_lib.FINAL_METRICS_FILE
+    runs.append({
+        "dir": run_dir,
+        "config": json.loads(config_path.read_text()),
+        "records": metrics_lib.read_metrics(run_dir),
+        "final": json.loads(final_path.read_text()) if final_path.exists() else None,
+    })
+  return runs
+
+
+def _curve(records, split: str, metric: str):
+  rows = [(r["step"], np.asarray(r[metric], np.float64)) for r in records
+          if r["split"] == split and metric in r]
+  if not rows:
+    return None, None
+  steps = np.asarray([s for s, _ in rows])
+  return steps, np.stack([v for _, v in rows])  # [points, runs]
+
+
+def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -> None:
+  """Eval metric and training loss against steps: mean line, min..max band over the runs.
+
+  A dotted line of the same colour marks the paper's number for the variant.
+  """
+  metric = runs[0]["config"]["eval"]["metric"]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  panels = ((axes[0], "eval", metric, f"evaluation {metric}"),
+            (axes[1], "train", "loss", "training loss"))
+  for ax, split, key, title in panels:
+    for index, run in enumerate(runs):
+      color = colors[index % len(colors)]
+      steps, values = _curve(run["records"], split, key)
+      if steps is None:
+        continue
+      ax.plot(steps, values.mean(axis=1), color=color,
+              label=f"{run['config']['variant']} ({values.shape[1]} runs)")
+      if values.shape[1] > 1:
+        ax.fill_between(steps, values.min(axis=1), values.max(axis=1), alpha=0.2,
+                        color=color, linewidth=0)
+      paper = run["config"]["paper"]["value"]
+      if split == "eval" and paper is not None and metric in ("error_pct", "accuracy_pct"):
+        ax.axhline(paper, linestyle=":", linewidth=1.2, color=color)
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle(f"{name}: mean over runs, band = min..max, dotted = paper")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def _format(value: float | None, digits: int = 2) -> str:
+  return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+  """A Markdown table of the final metrics of ``runs`` (one row per run directory)."""
+  lines = []
+  done = [r for r in runs if r["final"] is not None]
+  for name in sorted({r["config"]["name"] for r in done}):
+    group = [r for r in done if r["config"]["name"] == name]
+    summary0 = group[0]["final"]["summary"]
+    metric = summary0["metric"]
+    direction = ">=" if metric in validation.HIGHER_IS_BETTER else "<="
+    lines += [
+        f"### {name} (step {group[0]['final']['step']})",
+        "",
+        f"| variant | runs | final {metric} mean ± std | best | success ({direction} "
+        f"{summary0['success_threshold']:g}) | paper | paper source |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in group:
+      s, paper = run["final"]["summary"], run["config"]["paper"]
+      lines.append(
+          f"| {run['config']['variant']} | {s['num_runs']} | {_format(s['mean'])} ± "
+          f"{_format(s['std'])} | {_format(s['best'])} | {100 * s['success_rate']:.0f}% | "
+          f"{_format(paper['value'])} {paper['metric']} | {paper['source']} |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def make_report(workdir: str | pathlib.Path) -> str:
+  """Writes the plots and ``report.md`` for the runs under ``workdir``; returns the Markdown."""
+  workdir = pathlib.Path(workdir)
+  runs = find_runs(workdir)
+  if not runs:
+    raise FileNotFoundError(
+        f"No runs under {workdir} (a run directory holds config.json and metrics.jsonl). "
+        "Fix: pass the --workdir given to experiments.main, or a parent of several.")
+  parts = []
+  for name in sorted({r["config"]["name"] for r in runs}):
+    group = [r for r in runs if r["config"]["name"] == name]
+    path = workdir / f"{name}_curves.png"
+    plot_experiment(name, group, path)
+    parts.append(f"![{name}]({path.name})")
+  text = table(runs) + "\n" + "\n".join(parts) + "\n"
+  (workdir / REPORT_FILE).write_text(text)
+  return text
+
+
+def main(argv):
+  del argv
+  print(make_report(flags.FLAGS.workdir))
+
+
+if __name__ == "__main__":
+  # Defined here, not at import, so that other absl programs can import this module.
+  flags.DEFINE_string("workdir", None, "A run directory, or a parent of several.")
+  flags.mark_flag_as_required("workdir")
+  app.run(main)

@@ -1,0 +1,505 @@
+"""Training and evaluation of one experiment config: ``train_and_evaluate(config, workdir)``.
+
+How a run is organised:
+
+* ``config.num_seeds`` independent runs train at once: parameters, optimizer state
+  and keys carry a leading run axis and one jitted step ``jax.vmap``s over it.
+  Run ``i`` draws everything from ``fold_in(key(config.seed), i)``: its init,
+  its data (unless ``config.shared_data``), its unit noise and its gradient noise,
+  each from its own fold-in of that key and of the step. So a run never depends
+  on how many runs train beside it, and a resumed run replays exactly.
+* Batches are generated inside the jitted step (the tasks are pure functions of a
+  key), sharded over a ``Mesh`` of ``config.num_devices`` devices along the batch
+  axis; parameters are replicated. The same program runs on one device, on eight,
+  or on several hosts (``jax.distributed.initialize`` in main.py).
+* The annealed noise scale ``c`` is computed from the step inside the jitted step,
+  so annealing never recompiles.
+* Orbax checkpoints the whole state every ``checkpoint.every`` steps; a restarted
+  run resumes from the newest readable checkpoint and ends with the same metrics
+  as an uninterrupted run.
+* A non-finite loss or gradient stops training with :class:`NonFiniteLossError`,
+  naming the step and the run; checkpoints are only written after the losses
+  since the previous check were found finite, so the last one is a good one.
+"""
+
+import dataclasses
+import functools
+import json
+import pathlib
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import noisy_jax
+import noisy_jax.optim
+from experiments import checkpoints
+from experiments import metrics as metrics_lib
+from experiments import models
+from experiments import validation
+
+# JAX 0.10's key-reuse checker (jax_debug_key_reuse, on in the tests) reports a
+# false "already consumed" for any jax.vmap of a lax.scan over typed keys, e.g.
+#   jax.vmap(lambda k: jax.lax.scan(lambda c, kt: (c, jax.random.normal(kt)), 0.,
+#                                   jax.random.split(k, 5)))(jax.random.split(key, 2))
+# NoisyLSTM scans over typed per-step keys, so the vmapped run step of the LSTM
+# models is traced with the checker off; scanning over jax.random.key_data(keys)
+# in noisy_jax/_src/recurrent.py would let this go.
+_MODELS_WITH_VMAPPED_KEY_SCAN = ("lstm_mlp", "lstm")
+
+# Fold-in tags of the streams drawn from each run's key.
+_INIT, _DATA, _NOISE, _GRADIENT_NOISE = range(4)
+# Fold-in tag of the data stream shared by all runs (config.shared_data).
+_SHARED_DATA = 0x7FFFFFFF
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training met a NaN/Inf loss or gradient; the message names the step and the runs."""
+
+  def __init__(self, message: str, step: int, runs: list[int], checkpoint_step: int | None):
+    super().__init__(message)
+    self.step, self.runs, self.checkpoint_step = step, runs, checkpoint_step
+
+
+class TrainState(NamedTuple):
+  """Everything a run needs to continue; every leaf but ``step`` has a leading run axis."""
+
+  step: jax.Array  # int32 scalar: updates done
+  params: Any
+  opt_state: Any
+  keys: jax.Array  # typed PRNG key of each run, [num_seeds]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A task as the training loop sees it."""
+
+  objective: str  # "classification" (targets [B]) or "bits" (targets [B, T, F], mask [B, T])
+  num_outputs: int  # classes, or bits per output step
+  make_batch: Callable[..., dict[str, jax.Array]]  # (key, step, data) -> one run's batch
+  data: dict[str, np.ndarray]  # arrays batches are drawn from (empty for synthetic tasks)
+  eval_set: dict[str, np.ndarray]  # fixed evaluation set; "weight" marks real examples
+
+
+def make_task(config: ml_collections.ConfigDict) -> Task:
+  """Builds the task of ``config.task`` with its fixed evaluation set."""
+  task, batch_size = config.task, config.train.batch_size
+  num_eval, eval_seed = config.eval.num_examples, config.eval.seed
+  if task.name == "unique_integers":
+    def make_batch(key, step, data):
+      del data
+      max_length = None
+      if task.curriculum_start:
+        max_length = noisy_jax.tasks.linear_curriculum(
+            step, start=task.curriculum_start, final=task.length,
+            ramp_steps=task.curriculum_steps)
+      return noisy_jax.tasks.unique_integers(
+          key, batch_size, length=task.length, num_values=task.num_values,
+          max_length=max_length)
+    eval_set = noisy_jax.tasks.fixed_eval_set(
+        noisy_jax.tasks.unique_integers, num_eval, seed=eval_seed, length=task.length,
+        num_values=task.num_values)
+    return Task("classification", task.num_values, make_batch, {}, _host(eval_set))
+
+  if task.name == "digits":
+    arrays = noisy_jax.tasks.load_digits(task.data_dir or None)
+    data = {"images": arrays["train_images"], "labels": arrays["train_labels"]}
+    count = num_eval or len(arrays["test_labels"])
+    eval_set = {"inputs": arrays["test_images"][:count], "targets": arrays["test_labels"][:count]}
+
+    def make_batch(key, step, data):
+      del step
+      return noisy_jax.tasks.classification_batch(key, data["images"], data["labels"], batch_size)
+    num_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
+    return Task("classification", num_classes, make_batch, data, eval_set)
+
+  generators = {
+      "associative_recall": (noisy_jax.tasks.associative_recall,
+                             ("min_items", "max_items", "item_len", "bits")),
+      "copy": (noisy_jax.tasks.copy, ("min_length", "max_length", "bits")),
+      "repeat_copy": (noisy_jax.tasks.repeat_copy,
+                      ("min_length", "max_length", "min_repeats", "max_repeats", "bits")),
+  }
+  generator, fields = generators[task.name]
+  kwargs = {name: task[name] for name in fields}
+
+  def make_batch(key, step, data):
+    del step, data
+    return generator(key, batch_size, **kwargs)
+  eval_set = _host(noisy_jax.tasks.fixed_eval_set(generator, num_eval, seed=eval_seed, **kwargs))
+  return Task("bits", eval_set["targets"].shape[-1], make_batch, {}, eval_set)
+
+
+def _host(tree):
+  return jax.tree.map(np.asarray, tree)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, key: jax.Array) -> optax.GradientTransformation:
+  """Clipping, then Paper B's gradient noise (after clipping, as in Paper B), then the optimizer.
+
+  Args:
+    config: the experiment config (its ``optimizer`` section).
+    key: key of the gradient noise; each run gets its own (see ``_per_run_noise_keys``).
+  """
+  opt = config.optimizer
+  parts = []
+  if opt.clip_value:
+    parts.append(optax.clip(opt.clip_value))
+  if opt.clip_norm:
+    parts.append(optax.clip_by_global_norm(opt.clip_norm))
+  if opt.gradient_noise_eta:
+    parts.append(noisy_jax.optim.add_gradient_noise(
+        opt.gradient_noise_eta, opt.gradient_noise_gamma, key=key))
+  if opt.name == "sgd":
+    parts.append(optax.sgd(opt.learning_rate, momentum=opt.momentum or None))
+  elif opt.name == "rmsprop":
+    parts.append(optax.rmsprop(opt.learning_rate, momentum=opt.momentum))
+  else:
+    parts.append(optax.adam(opt.learning_rate))
+  return optax.chain(*parts)
+
+
+def _per_run_noise_keys(opt_state: Any, run_keys: jax.Array) -> Any:
+  """Gives each run its own gradient-noise key (vmapped ``init`` would copy one key)."""
+  def fix(node):
+    if isinstance(node, noisy_jax.optim.GradientNoiseState):
+      data = jax.vmap(lambda k: jax.random.key_data(jax.random.fold_in(k, _GRADIENT_NOISE)))(
+          run_keys)
+      return node._replace(key_data=data)
+    return node
+  return jax.tree.map(fix, opt_state,
+                      is_leaf=lambda n: isinstance(n, noisy_jax.optim.GradientNoiseState))
+
+
+def _objective(kind: str, logits: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Per-example metrics; ``loss`` is the cross-entropy (nats per example / sequence)."""
+  if kind == "classification":
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+    wrong = (logits.argmax(-1) != batch["targets"]).astype(jnp.float32)
+    return {"loss": loss, "error_pct": 100.0 * wrong, "accuracy_pct": 100.0 * (1.0 - wrong)}
+  mask = batch["mask"][..., None].astype(logits.dtype)
+  loss = (optax.sigmoid_binary_cross_entropy(logits, batch["targets"]) * mask).sum((1, 2))
+  wrong_bits = (((logits > 0) != (batch["targets"] > 0.5)) * mask).sum((1, 2))
+  return {"loss": loss, "bit_errors": wrong_bits,
+          "error_pct": 100.0 * (wrong_bits > 0).astype(jnp.float32)}
+
+
+def _weighted_means(per_example: dict[str, jax.Array], weight: jax.Array | None):
+  if weight is None:
+    return {name: value.mean() for name, value in per_example.items()}
+  total = jnp.maximum(weight.sum(), 1.0)
+  return {name: (value * weight).sum() / total for name, value in per_example.items()}
+
+
+class Experiment:
+  """The compiled pieces of a config: task, model, optimizer, mesh and jitted functions.
+
+  Built once per (config, devices, compiler options) and cached, so that repeated
+  ``train_and_evaluate`` calls of one config (a resumed run, the tests) reuse the
+  compiled step.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, devices: tuple[jax.Device, ...],
+               compiler_options: dict[str, Any] | None = None):
+    self.config = config
+    self.task = make_task(config)
+    self.model = models.build_model(config, self.task.num_outputs)
+    # Only the structure of the optimizer matters here; each run's key is set at init.
+    self.tx = make_optimizer(config, jax.random.key(0))
+    self.mesh = Mesh(np.asarray(devices), ("batch",))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.shared_data = config.shared_data
+    batch_spec = P("batch") if self.shared_data else P(None, "batch")
+    self.batch_sharding = NamedSharding(self.mesh, batch_spec)
+    self.eval_sharding = NamedSharding(self.mesh, P("batch"))
+    noise = config.noise
+    if noise.anneal:
+      self.c_schedule = noisy_jax.schedules.noise_annealing(
+          noise.c0, noise.c_final, noise.anneal_every)
+    else:
+      self.c_schedule = lambda step: noise.c
+    jit = functools.partial(jax.jit, out_shardings=self.replicated,
+                            compiler_options=compiler_options)
+    self.init_state = jit(self._init_state)
+    self._jitted_train_step = jit(self._train_step)
+    self._check_key_reuse = not (config.model.name in _MODELS_WITH_VMAPPED_KEY_SCAN
+                                 and config.noise.mode != "none")
+    self.evaluate = jit(self._evaluate)
+    self.params_finite = jit(
+        lambda params: jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
+                                  for x in jax.tree.leaves(params)]).all(axis=0))
+
+  def run_keys(self) -> jax.Array:
+    root = jax.random.key(self.config.seed)
+    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(self.config.num_seeds))
+
+  def train_step(self, state: TrainState, data) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One update of every run: ``(state, data) -> (state, per-run metrics)``, jitted."""
+    if self._check_key_reuse:
+      return self._jitted_train_step(state, data)
+    with jax.debug_key_reuse(False):
+      return self._jitted_train_step(state, data)
+
+  def _init_state(self, run_keys: jax.Array) -> TrainState:
+    example = jax.tree.map(lambda x: jnp.asarray(x[:1]), self.task.eval_set)
+
+    def init_one(key):
+      # deterministic: the noise does not change the parameters' shapes or values,
+      # and leaving it out keeps the noise generator out of this compilation.
+      params = self.model.init(jax.random.fold_in(key, _INIT), example,
+                               c=self.c_schedule(0), deterministic=True)["params"]
+      return params, self.tx.init(params)
+
+    params, opt_state = jax.vmap(init_one)(run_keys)
+    opt_state = _per_run_noise_keys(opt_state, run_keys)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, run_keys)
+
+  def _batch(self, state: TrainState, data) -> dict[str, jax.Array]:
+    step = state.step
+    if self.shared_data:
+      key = jax.random.fold_in(
+          jax.random.fold_in(jax.random.key(self.config.seed), _SHARED_DATA), step)
+      batch = self.task.make_batch(key, step, data)
+    else:
+      keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, _DATA), step))(
+          state.keys)
+      batch = jax.vmap(self.task.make_batch, in_axes=(0, None, None))(keys, step, data)
+    return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+
+  def _train_step(self, state: TrainState, data) -> tuple[TrainState, dict[str, jax.Array]]:
+    step = state.step
+    c = self.c_schedule(step)
+    batch = self._batch(state, data)
+
+    def run_step(params, opt_state, batch, key):
+      noise_key = jax.random.fold_in(jax.random.fold_in(key, _NOISE), step)
+
+      def loss_fn(p):
+        logits = self.model.apply({"params": p}, batch, c=c, deterministic=False,
+                                  rngs={"noise": noise_key})
+        metrics = _weighted_means(_objective(self.task.objective, logits, batch), None)
+        return metrics["loss"], metrics
+
+      (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      updates, opt_state = self.tx.update(grads, opt_state, params)
+      metrics["grad_norm"] = optax.tree.norm(grads)
+      return optax.apply_updates(params, updates), opt_state, metrics
+
+    params, opt_state, metrics = jax.vmap(
+        run_step, in_axes=(0, 0, None if self.shared_data else 0, 0))(
+            state.params, state.opt_state, batch, state.keys)
+    if c is not None:
+      metrics["c"] = jnp.broadcast_to(c, state.keys.shape)
+    return state._replace(step=step + 1, params=params, opt_state=opt_state), metrics
+
+  def _evaluate(self, state: TrainState, eval_set) -> dict[str, jax.Array]:
+    c = self.c_schedule(state.step)
+    weight = eval_set["weight"]
+
+    def run_eval(params):
+      logits = self.model.apply({"params": params}, eval_set, c=c, deterministic=True)
+      return _weighted_means(_objective(self.task.objective, logits, eval_set), weight)
+
+    return jax.vmap(run_eval)(state.params)
+
+  def device_eval_set(self) -> dict[str, jax.Array]:
+    """The evaluation set padded to a multiple of the devices (weight 0) and sharded."""
+    host = dict(self.task.eval_set)
+    count = len(next(iter(host.values())))
+    devices = self.mesh.devices.size
+    pad = -count % devices
+    host = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)]) for k, v in host.items()}
+    host["weight"] = np.concatenate([np.ones(count, np.float32), np.zeros(pad, np.float32)])
+    return jax.device_put(host, self.eval_sharding)
+
+  def device_data(self) -> dict[str, jax.Array]:
+    return jax.device_put(self.task.data, self.replicated)
+
+
+_EXPERIMENTS: dict[tuple[str, tuple[int, ...], str], Experiment] = {}
+
+
+def get_experiment(config: ml_collections.ConfigDict,
+                   compiler_options: dict[str, Any] | None = None) -> Experiment:
+  """The (cached) :class:`Experiment` of ``config`` on its devices; validates first.
+
+  Args:
+    config: an experiment config.
+    compiler_options: XLA options for every jitted function, e.g.
+      ``{"xla_backend_optimization_level": 0}`` (compiles several times faster on
+      CPU, runs slower: what the tests use).
+  """
+  validation.validate(config, jax.device_count())
+  devices = tuple(jax.devices()[:config.num_devices or jax.device_count()])
+  cache_key = (config.to_json(sort_keys=True), tuple(d.id for d in devices),
+               json.dumps(compiler_options, sort_keys=True))
+  if cache_key not in _EXPERIMENTS:
+    _EXPERIMENTS[cache_key] = Experiment(config.copy_and_resolve_references(), devices,
+                                         compiler_options)
+  return _EXPERIMENTS[cache_key]
+
+
+def _fetch(tree: Any) -> Any:
+  """Host copies of replicated outputs (also when they span several hosts)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _summary(config: ml_collections.ConfigDict, per_run: dict[str, np.ndarray]) -> dict[str, Any]:
+  metric = config.eval.metric
+  values = np.asarray(per_run[metric], np.float64)
+  higher = metric in validation.HIGHER_IS_BETTER
+  success = values >= config.eval.success_threshold if higher else (
+      values <= config.eval.success_threshold)
+  return {
+      "metric": metric,
+      "mean": float(values.mean()),
+      "std": float(values.std()),
+      "best": float(values.max() if higher else values.min()),
+      "worst": float(values.min() if higher else values.max()),
+      "success_rate": float(success.mean()),
+      "success_threshold": config.eval.success_threshold,
+      "num_runs": int(values.size),
+  }
+
+
+class _Run:
+  """The host side of one training run: metrics, checkpoints, NaN checks."""
+
+  def __init__(self, experiment: Experiment, workdir: pathlib.Path, writer, checkpointer):
+    self.experiment, self.workdir = experiment, workdir
+    self.writer, self.checkpointer = writer, checkpointer
+    self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+    self.last_checkpoint: int | None = None
+    self.window_start = time.perf_counter()
+
+  def check_and_log(self, step: int, log: bool) -> dict[str, np.ndarray]:
+    """Fetches the pending train metrics, stops on a non-finite one, logs their mean."""
+    fetched = [(s, _fetch(m)) for s, m in self.pending]
+    self.pending = []
+    for s, m in fetched:
+      bad = ~(np.isfinite(m["loss"]) & np.isfinite(m["grad_norm"]))
+      if bad.any():
+        self.raise_non_finite(s, [int(i) for i in np.flatnonzero(bad)], m)
+    if not log or not fetched:
+      return {}
+    window = {name: np.mean([m[name] for _, m in fetched], axis=0) for name in fetched[-1][1]}
+    elapsed = time.perf_counter() - self.window_start
+    window["steps_per_sec"] = np.asarray(len(fetched) / elapsed if elapsed > 0 else 0.0)
+    self.window_start = time.perf_counter()
+    self.writer.write(step, "train", window)
+    return window
+
+  def raise_non_finite(self, step: int, runs: list[int], metrics: dict[str, np.ndarray]):
+    config = self.experiment.config
+    where = (f"the last good checkpoint is step {self.last_checkpoint} in "
+             f"{self.checkpointer.directory}" if self.last_checkpoint is not None
+             else "no checkpoint was written before it")
+    message = (
+        f"Non-finite loss or gradient at step {step} (update {step} of "
+        f"{config.train.num_steps}) in run(s) {runs} of seed {config.seed} "
+        f"(run i uses key fold_in(key({config.seed}), i)): loss="
+        f"{[float(metrics['loss'][i]) for i in runs]}, grad_norm="
+        f"{[float(metrics['grad_norm'][i]) for i in runs]}. Training stopped; {where}. "
+        "Fix: lower optimizer.learning_rate, clip (optimizer.clip_norm), or check the "
+        "noise scale.")
+    self.writer.write(step, "nonfinite", {"runs": np.asarray(runs)})
+    raise NonFiniteLossError(message, step, runs, self.last_checkpoint)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Trains ``config.num_seeds`` runs of ``config`` in ``workdir`` and evaluates them.
+
+  Resumes from the newest readable checkpoint in ``workdir/checkpoints`` if there
+  is one. Writes ``metrics.jsonl`` (and TensorBoard events), ``config.json`` and
+  ``final_metrics.json`` into ``workdir``.
+
+  Args:
+    config: an experiment config (``configs/<name>.py``); validated first.
+    workdir: the run's directory.
+    compiler_options: XLA options of the compiled functions (see :func:`get_experiment`).
+
+  Returns:
+    The final metrics: ``{"name", "variant", "step", "per_run": {metric: [values]},
+    "summary": {"metric", "mean", "std", "best", "worst", "success_rate", ...},
+    "paper": {...}}``.
+
+  Raises:
+    validation.ConfigError: the config is invalid (before anything is compiled).
+    NonFiniteLossError: a loss or gradient became NaN/Inf.
+  """
+  experiment = get_experiment(config, compiler_options)
+  config = experiment.config
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    (workdir / "config.json").write_text(config.to_json(indent=2, sort_keys=True) + "\n")
+
+  checkpointer = checkpoints.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
+  abstract = jax.eval_shape(experiment.init_state, experiment.run_keys())
+  abstract = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.replicated), abstract)
+  state, start = checkpointer.restore_latest(abstract)
+  if state is None:
+    state, start = experiment.init_state(experiment.run_keys()), 0
+  else:
+    logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start, tensorboard=is_chief)
+  run = _Run(experiment, workdir, writer, checkpointer)
+  run.last_checkpoint = start if start else None
+  data, eval_set = experiment.device_data(), experiment.device_eval_set()
+  num_steps = config.train.num_steps
+  progress = metrics_lib.Progress(num_steps, start, label=f"{config.name}:{config.variant}")
+
+  def evaluate(step):
+    result = _fetch(experiment.evaluate(state, eval_set))
+    writer.write(step, "eval", result)
+    return result
+
+  try:
+    if start == 0:
+      evaluate(0)
+    for step in range(start + 1, num_steps + 1):
+      state, step_metrics = experiment.train_step(state, data)
+      run.pending.append((step, step_metrics))
+      log = step % config.train.log_every == 0 or step == num_steps
+      save = step % config.checkpoint.every == 0 or step == num_steps
+      if log or save:
+        window = run.check_and_log(step, log)
+        if window:
+          progress.update(step, f"loss {float(np.mean(window['loss'])):.4g}")
+      if step % config.train.eval_every == 0 and step != num_steps:
+        evaluate(step)
+      if save:
+        finite = _fetch(experiment.params_finite(state.params))
+        if not finite.all():
+          run.raise_non_finite(step, [int(i) for i in np.flatnonzero(~finite)],
+                               {"loss": _fetch(step_metrics["loss"]),
+                                "grad_norm": _fetch(step_metrics["grad_norm"])})
+        checkpointer.save(step, state)
+        run.last_checkpoint = step
+    final = evaluate(num_steps) if start < num_steps else _fetch(
+        experiment.evaluate(state, eval_set))
+  finally:
+    progress.close()
+    writer.close()
+    checkpointer.close()
+
+  result = {
+      "name": config.name,
+      "variant": config.variant,
+      "step": num_steps,
+      "per_run": {name: np.asarray(value).tolist() for name, value in final.items()},
+      "summary": _summary(config, final),
+      "paper": config.paper.to_dict(),
+  }
+  if is_chief:
+    (workdir / metrics_lib.FINAL_METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
+  return result

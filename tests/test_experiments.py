@@ -1,0 +1,378 @@
+"""The experiment runner: configs, smoke training, resume, NaN stop, sharding, report.
+
+Compiling a train step is the expensive part, so runs that share a config share the
+compiled step (train.get_experiment caches it) and the module-scoped fixtures below
+train each smoke config once.
+"""
+
+import io
+import json
+import logging as pylogging
+import pathlib
+import re
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from absl import flags
+
+from configs import associative_recall
+from configs import copy as copy_config
+from configs import deep_mlp
+from configs import unique_integers
+from experiments import checkpoints
+from experiments import main as main_lib
+from experiments import make_run
+from experiments import metrics as metrics_lib
+from experiments import report
+from experiments import train
+from experiments import validation
+
+CONFIG_MODULES = (unique_integers, deep_mlp, associative_recall, copy_config)
+# Compiles several times faster on CPU; the smoke runs check behaviour, not speed.
+FAST = {"xla_backend_optimization_level": 0}
+
+
+def _records(workdir, split):
+  return [r for r in metrics_lib.read_metrics(workdir) if r["split"] == split]
+
+
+def _without_timing(records):
+  return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in records]
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def counting_run(runs_dir):
+  """unique_integers:smoke (noisy LSTM, annealed c, curriculum) on all 8 devices."""
+  config = unique_integers.get_config("smoke")
+  workdir = runs_dir / "unique_integers" / "smoke"
+  return config, workdir, train.train_and_evaluate(config, workdir, compiler_options=FAST)
+
+
+@pytest.fixture(scope="module")
+def mlp_run(runs_dir):
+  config = deep_mlp.get_config("smoke")
+  workdir = runs_dir / "deep_mlp" / "smoke"
+  return config, workdir, train.train_and_evaluate(config, workdir, compiler_options=FAST)
+
+
+# --- configs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", CONFIG_MODULES, ids=lambda m: m.__name__)
+def test_every_variant_validates(module):
+  assert "smoke" in module.VARIANTS
+  for variant in module.VARIANTS:
+    config = module.get_config(variant)
+    assert config.variant == variant
+    validation.validate(config, num_available_devices=8)
+
+
+def _commented_fields(path):
+  """Fields assigned in ``path`` with a comment on the line or on the line above."""
+  lines = path.read_text().splitlines()
+  found = set()
+  for number, line in enumerate(lines):
+    match = re.match(r"\s*config\.([\w.]+) = ", line)
+    if match and ("#" in line or lines[number - 1].strip().startswith("#")):
+      found.add(match.group(1))
+  return found
+
+
+def _leaf_paths(tree, prefix=""):
+  for name, value in tree.items():
+    if isinstance(value, dict):
+      yield from _leaf_paths(value, f"{prefix}{name}.")
+    else:
+      yield prefix + name
+
+
+@pytest.mark.parametrize("module", CONFIG_MODULES, ids=lambda m: m.__name__)
+def test_every_field_is_commented_where_it_is_defined(module):
+  commented = _commented_fields(pathlib.Path(module.__file__)) | _commented_fields(
+      pathlib.Path(unique_integers.__file__).parent / "common.py")
+  for variant in module.VARIANTS:
+    missing = set(_leaf_paths(module.get_config(variant).to_dict())) - commented
+    assert not missing, f"{module.__name__}:{variant} has uncommented fields {missing}"
+
+
+def test_table_variants_carry_the_papers_numbers():
+  assert unique_integers.get_config("nan_annealed").paper.value == 9.53
+  assert unique_integers.get_config("reference").paper.value == 33.28
+  assert deep_mlp.get_config("zero_clip10_noise_lr0.1").paper.value == 49.7
+  zero = deep_mlp.get_config("zero_clip10_nonoise_lr0.01")
+  assert (zero.model.init, zero.optimizer.clip_norm, zero.optimizer.gradient_noise_eta,
+          zero.optimizer.learning_rate) == ("zero", 10.0, 0.0, 0.01)
+  with pytest.raises(ValueError, match="Valid"):
+    deep_mlp.get_config("zero_clip5_noise_lr0.1")
+
+
+def test_invalid_configs_fail_before_compiling(tmp_path, monkeypatch):
+  def no_build(*args, **kwargs):
+    raise AssertionError("the experiment was built for an invalid config")
+  monkeypatch.setattr(train, "Experiment", no_build)
+  config = unique_integers.get_config("smoke")
+  config.task.lenght = 5
+  config.train.learning_rate = 0.1
+  config.optimizer.learning_rate = -1.0
+  config.noise.mode = "nanx"
+  with pytest.raises(validation.ConfigError) as error:
+    train.train_and_evaluate(config, tmp_path)
+  message = str(error.value)
+  assert "Unknown field task.lenght. Did you mean task.length?" in message
+  assert "Did you mean optimizer.learning_rate?" in message
+  assert "optimizer.learning_rate must be > 0, got -1.0" in message
+  assert "noise.mode must be one of" in message and "'nanx'" in message
+  assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda c: c.train.__setattr__("batch_size", 12), "does not split over 8 devices"),
+    (lambda c: c.__setattr__("num_devices", 16), "only 8 devices are visible"),
+    (lambda c: c.model.__setattr__("name", "mlp"), "Missing field model.num_layers"),
+    (lambda c: c.noise.__setattr__("c_final", 40.0), "noise.c_final=40.0 is larger"),
+    (lambda c: c.eval.__setattr__("metric", "bit_errors"), "eval.metric='bit_errors'"),
+    (lambda c: c.task.__setattr__("curriculum_start", 30), "curriculum_start=30 is longer"),
+])
+def test_impossible_values(change, expected):
+  config = unique_integers.get_config("smoke")
+  change(config)
+  with pytest.raises(validation.ConfigError, match=expected):
+    validation.validate(config, num_available_devices=8)
+
+
+def test_type_errors_are_caught():
+  config = deep_mlp.get_config("smoke")
+  model = config.model.to_dict()
+  model["width"] = "fifty"  # a hand-written section: ConfigDict's own check never ran
+  config.model = ml_collections.ConfigDict(model)
+  with pytest.raises(validation.ConfigError, match="model.width must be int, got 'fifty'"):
+    validation.validate(config, num_available_devices=8)
+
+
+# --- training ----------------------------------------------------------------------
+
+
+def test_smoke_counting_run(counting_run):
+  config, workdir, result = counting_run
+  assert result["summary"]["num_runs"] == config.num_seeds == 2
+  assert len(result["per_run"]["error_pct"]) == 2
+  train_records = _records(workdir, "train")
+  assert [r["step"] for r in train_records] == [2, 4]
+  assert [r["step"] for r in _records(workdir, "eval")] == [0, 2, 4]
+  assert all(np.isfinite(r["loss"]).all() and len(r["loss"]) == 2 for r in train_records)
+  # c is annealed inside the step: 30 / sqrt(floor(t / 2) + 1) at t = 1 and 3.
+  np.testing.assert_allclose(train_records[0]["c"], [30.0, 30.0])
+  np.testing.assert_allclose(train_records[1]["c"], [30 / np.sqrt(2)] * 2, rtol=1e-6)
+  assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) \
+      == [2, 4]
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  assert final["summary"] == result["summary"]
+  # Independent runs: different keys give different parameters and losses.
+  assert train_records[-1]["loss"][0] != train_records[-1]["loss"][1]
+
+
+def test_smoke_deep_mlp_run(mlp_run):
+  config, workdir, result = mlp_run
+  assert result["summary"]["metric"] == "accuracy_pct"
+  assert len(result["per_run"]["accuracy_pct"]) == config.num_seeds
+  records = _records(workdir, "train")
+  assert records and all(np.isfinite(r["grad_norm"]).all() for r in records)
+
+
+@pytest.mark.parametrize("module", [associative_recall, copy_config],
+                         ids=["associative_recall", "copy"])
+def test_smoke_ntm_runs(module, runs_dir):
+  config = module.get_config("smoke")
+  result = train.train_and_evaluate(config, runs_dir / config.name / "smoke",
+                                    compiler_options=FAST)
+  assert result["summary"]["metric"] == "bit_errors"
+  values = np.asarray(result["per_run"]["bit_errors"])
+  assert values.shape == (2,) and np.isfinite(values).all() and (values >= 0).all()
+
+
+def test_resume_after_kill_matches_uninterrupted(counting_run, tmp_path, monkeypatch):
+  config, workdir, uninterrupted = counting_run
+  experiment = train.get_experiment(config, FAST)
+  compiled_step, calls = experiment.train_step, []
+
+  def killed_in_step_3(state, data):
+    calls.append(1)
+    if len(calls) == 3:
+      raise KeyboardInterrupt("killed")
+    return compiled_step(state, data)
+
+  monkeypatch.setattr(experiment, "train_step", killed_in_step_3)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert (tmp_path / "checkpoints" / "2").exists() and not (tmp_path / "final_metrics.json").exists()
+  monkeypatch.setattr(experiment, "train_step", compiled_step)
+  resumed = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert resumed["per_run"] == uninterrupted["per_run"]
+  assert _without_timing(metrics_lib.read_metrics(tmp_path)) == _without_timing(
+      metrics_lib.read_metrics(workdir))
+
+
+def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
+  config, workdir, uninterrupted = counting_run
+  experiment = train.get_experiment(config, FAST)
+  state = experiment.init_state(experiment.run_keys())
+  checkpointer = checkpoints.Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
+  for step in (1, 2):
+    checkpointer.save(step, state._replace(step=state.step + step))
+  checkpointer.close()
+  (tmp_path / "checkpoints" / "2" / "default" / "_METADATA").write_text("{corrupt")
+  abstract = jax.eval_shape(lambda: state)
+  checkpointer = checkpoints.Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
+  with caplog.at_level(pylogging.WARNING, logger="absl"):
+    restored, step = checkpointer.restore_latest(abstract)
+  checkpointer.close()
+  assert step == 1 and int(restored.step) == 1
+  assert "Checkpoint at step 2" in caplog.text and "falling back" in caplog.text
+  np.testing.assert_array_equal(jax.random.key_data(restored.keys), jax.random.key_data(state.keys))
+  jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
+  assert not (tmp_path / "checkpoints" / "2").exists()
+
+
+def test_resume_from_corrupt_latest_reaches_same_result(counting_run, tmp_path, caplog):
+  config, workdir, uninterrupted = counting_run
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  (tmp_path / "checkpoints" / "4" / "default" / "_METADATA").write_text("{corrupt")
+  with caplog.at_level(pylogging.WARNING, logger="absl"):
+    resumed = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert "Checkpoint at step 4" in caplog.text
+  assert resumed["per_run"] == uninterrupted["per_run"]
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(counting_run, tmp_path,
+                                                             monkeypatch):
+  config, _, _ = counting_run
+  experiment = train.get_experiment(config, FAST)
+  compiled_step, calls = experiment.train_step, []
+
+  def run_1_diverges_before_step_3(state, data):
+    calls.append(1)
+    if len(calls) == 3:
+      params = jax.tree.map(lambda p: p.at[1].set(np.nan), state.params)
+      state = state._replace(params=params)
+    return compiled_step(state, data)
+
+  monkeypatch.setattr(experiment, "train_step", run_1_diverges_before_step_3)
+  with pytest.raises(train.NonFiniteLossError) as error:
+    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  err = error.value
+  assert (err.step, err.runs, err.checkpoint_step) == (3, [1], 2)
+  assert "at step 3" in str(err) and "run(s) [1] of seed 0" in str(err)
+  assert "the last good checkpoint is step 2" in str(err)
+  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert steps == [2]
+  assert _records(tmp_path, "nonfinite")[0]["step"] == 3
+  assert not (tmp_path / "final_metrics.json").exists()
+
+
+def test_eight_devices_match_one_device(counting_run, tmp_path):
+  config, workdir, sharded = counting_run
+  assert train.get_experiment(config, FAST).mesh.devices.size == 8
+  single = config.copy_and_resolve_references()
+  single.num_devices = 1
+  result = train.train_and_evaluate(single, tmp_path, compiler_options=FAST)
+  for a, b in zip(_records(workdir, "train"), _records(tmp_path, "train")):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
+    np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=2e-4)
+  np.testing.assert_allclose(result["per_run"]["loss"], sharded["per_run"]["loss"], rtol=2e-5)
+
+
+# config_flags loads config files with importlib's deprecated load_module().
+@pytest.mark.filterwarnings("ignore:the load_module.. method is deprecated:DeprecationWarning")
+def test_main_passes_the_config_file_and_workdir(tmp_path, capsys, monkeypatch):
+  calls = []
+
+  def fake_train_and_evaluate(config, workdir):
+    calls.append((config, workdir))
+    return {"summary": {"metric": "accuracy_pct", "mean": 12.5}}
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train_and_evaluate)
+  config_path = pathlib.Path(deep_mlp.__file__)
+  flags.FLAGS(["main", f"--config={config_path}:smoke", f"--workdir={tmp_path}"])
+  try:
+    main_lib.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+  (config, workdir), = calls
+  assert (config.name, config.variant, workdir) == ("deep_mlp", "smoke", str(tmp_path))
+  assert json.loads(capsys.readouterr().out)["mean"] == 12.5
+
+
+# --- metrics and report --------------------------------------------------------------
+
+
+def test_report_plots_and_table(counting_run, mlp_run, runs_dir):
+  text = report.make_report(runs_dir)
+  assert "| smoke | 2 |" in text and "Paper A, Table 5" in text and "Paper B, Table 1" in text
+  assert (runs_dir / "report.md").read_text() == text
+  for name in ("unique_integers", "deep_mlp"):
+    png = (runs_dir / f"{name}_curves.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_metric_writer_drops_records_past_the_resumed_step(tmp_path):
+  writer = metrics_lib.MetricWriter(tmp_path, tensorboard=False)
+  for step in (1, 2, 3):
+    writer.write(step, "train", {"loss": np.asarray([step, np.nan])})
+  writer.close()
+  assert metrics_lib.read_metrics(tmp_path)[0]["loss"] == [1.0, "nan"]
+  metrics_lib.MetricWriter(tmp_path, resume_step=2, tensorboard=False).close()
+  assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]
+
+
+def test_progress_bar_on_terminal_and_log_lines_otherwise(caplog):
+  class Terminal(io.StringIO):
+    def isatty(self):
+      return True
+  terminal = Terminal()
+  bar = metrics_lib.Progress(100, 0, label="x", stream=terminal)
+  bar.update(50, "loss 1.0")
+  bar.close()
+  assert terminal.getvalue().startswith("\r[############............] x step 50/100 (")
+  assert "steps/s, ETA 0:00:0" in terminal.getvalue()
+  with caplog.at_level(pylogging.INFO, logger="absl"):
+    metrics_lib.Progress(10, 0, stream=io.StringIO()).update(5, "loss 2.0")
+  assert "step 5/10" in caplog.text and "loss 2.0" in caplog.text
+
+
+def test_make_run_config_is_the_table_config_scaled_down():
+  for variant in make_run.VARIANTS:
+    small, full = make_run.small_config(variant), unique_integers.get_config(variant)
+    validation.validate(small, num_available_devices=1)
+    assert small.model.hidden_size == make_run.SMALL["model.hidden_size"]
+    assert (small.noise.mode, small.task.length, small.task.num_values) == (
+        full.noise.mode, full.task.length, full.task.num_values)
+
+
+@pytest.mark.slow
+def test_main_command_line_with_override_and_resume(tmp_path):
+  command = [sys.executable, "-m", "experiments.main", "--config=configs/deep_mlp.py:smoke",
+             f"--workdir={tmp_path}", "--config.num_seeds=3"]
+  root = pathlib.Path(__file__).parent.parent
+  first = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+  assert json.loads(first.stdout)["num_runs"] == 3
+  again = subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+  assert json.loads(again.stdout) == json.loads(first.stdout)
+  assert "Resuming deep_mlp:smoke from step 4" in again.stderr
+
+
+@pytest.mark.slow
+def test_make_run_end_to_end(tmp_path):
+  text = make_run.run(tmp_path)
+  assert "| reference | 4 |" in text and "| nan_annealed | 4 |" in text
+  assert (tmp_path / "unique_integers_curves.png").exists()
