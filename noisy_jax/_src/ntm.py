@@ -163,7 +163,7 @@ def weight_shapes(
   Example:
     >>> from noisy_jax._src import ntm
     >>> ntm.weight_shapes("lstm", 9, 100, 128, 20)["head_kernel"]
-    (100, 90)
+    (100, 92)
   """
   activations._check_choice(controller, "controller", CONTROLLERS)
   _check_sizes(in_features=in_features, features=features, memory_size=memory_size,
@@ -369,8 +369,9 @@ def ntm_step(
     ...     *(make(s) for n, s in shapes.items() if n != "controller"))
     >>> state = ntm.initial_state((2,), controller="feedforward", features=8,
     ...                           memory_size=16, memory_width=4)
-    >>> state, y = ntm.ntm_step(state, jnp.ones((2, 3)), weights, jax.random.key(1),
-    ...                         controller="feedforward")
+    >>> step = jax.jit(ntm.ntm_step, static_argnames="controller")
+    >>> state, y = step(state, jnp.ones((2, 3)), weights, jax.random.key(1),
+    ...                 controller="feedforward")
     >>> y.shape, state.read_weights.sum(-1).round(5).tolist()
     ((2, 12), [[1.0], [1.0]])
 
@@ -572,12 +573,11 @@ class NTMCell(linen_recurrent._NoisyCellBase):
   Example:
     >>> import jax, jax.numpy as jnp
     >>> import noisy_jax.nn
-    >>> from noisy_jax import ntm
-    >>> cell = ntm.NTMCell(features=16, memory_size=8, memory_width=4)
+    >>> cell = noisy_jax.nn.NTMCell(features=16, memory_size=8, memory_width=4)
     >>> rnn = noisy_jax.nn.noisy_rnn(cell)
     >>> x = jnp.ones((2, 5, 3))
-    >>> variables = rnn.init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
-    >>> rnn.apply(variables, x, rngs={"noise": jax.random.key(2)}).shape
+    >>> variables = jax.jit(rnn.init)({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
+    >>> jax.jit(rnn.apply)(variables, x, rngs={"noise": jax.random.key(2)}).shape
     (2, 5, 20)
 
   References:
@@ -616,11 +616,11 @@ class NTMCell(linen_recurrent._NoisyCellBase):
     """
     inputs = recurrent.check_step_input(inputs, None)
     deterministic = self.deterministic if deterministic is None else deterministic
-    sigmoid, tanh = linen_recurrent._gates(self)
-    key = linen_recurrent._noise_key(self, deterministic, rng)
     shapes = weight_shapes(self.controller, inputs.shape[-1], self.features, self.memory_size,
                            self.memory_width, self.num_read_heads, self.num_write_heads,
                            self.shift_range)
+    sigmoid, tanh = linen_recurrent._gates(self)
+    key = linen_recurrent._noise_key(self, deterministic, rng)
     inits = initializers_for(self.controller, self.kernel_init, self.recurrent_kernel_init,
                              self.bias_init, self.p_init, self.initial_state_init)
     params = {

@@ -73,8 +73,8 @@ class NTMCell(nnx_recurrent._NoisyNNXBase, nnx.RNNCellBase):
   Example:
     >>> import jax.numpy as jnp
     >>> from flax import nnx
-    >>> from noisy_jax import ntm
-    >>> cell = ntm.NNXNTMCell(3, 16, memory_size=8, memory_width=4, rngs=nnx.Rngs(0))
+    >>> import noisy_jax.nnx
+    >>> cell = noisy_jax.nnx.NTMCell(3, 16, memory_size=8, memory_width=4, rngs=nnx.Rngs(0))
     >>> nnx.RNN(cell)(jnp.ones((2, 5, 3))).shape
     (2, 5, 20)
 
