@@ -568,23 +568,35 @@ def _recurrence(spec: _Spec, recurrent_kernel, small, scales, x_proj, keys, vali
   return _forward(spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry)
 
 
+def _overwrite_and_prefetch(buffer, row, t, next_t):
+  """``buffer[t] = row``, then reads ``buffer[next_t]`` from the updated buffer.
+
+  Reading the next row after the write (not the current row before it) leaves the
+  write as the old buffer's only use, so XLA updates the loop-carried buffer in
+  place instead of copying all of it at every step.
+  """
+  buffer = jax.lax.dynamic_update_index_in_dim(buffer, row, t, 0)
+  return buffer, jax.lax.dynamic_index_in_dim(buffer, next_t, keepdims=False)
+
+
 def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
+  last = x_proj.shape[0] - 1
+
   def body(state, inputs):
-    carry, buffer = state
+    carry, x_proj_t, buffer = state
     t, key_t, valid_t = inputs
-    x_proj_t = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
     pre = _pre(spec, x_proj_t, jnp.dot(_readout(spec, carry), recurrent_kernel))
     new_carry, y = _cell(spec, pre, carry, key_t, valid_t, small, scales)
     # GRU: the candidate's input half is already in place; the gates' sum replaces
     # the gates' input half; the candidate's recurrent half is stacked apart.
     stored = pre[0] if spec.cell == "lstm" else jnp.concatenate(pre[:2], axis=-1)
-    buffer = jax.lax.dynamic_update_index_in_dim(buffer, stored, t, 0)
+    buffer, x_proj_next = _overwrite_and_prefetch(buffer, stored, t, jnp.minimum(t + 1, last))
     h_candidate = None if spec.cell == "lstm" else pre[2]
-    return (new_carry, buffer), (y, carry, h_candidate)
+    return (new_carry, x_proj_next, buffer), (y, carry, h_candidate)
 
   steps = jnp.arange(x_proj.shape[0])
-  (carry, buffer), (ys, carries, h_candidates) = jax.lax.scan(
-      body, (carry, x_proj), (steps, keys, valid), unroll=spec.unroll)
+  (carry, _, buffer), (ys, carries, h_candidates) = jax.lax.scan(
+      body, (carry, x_proj[0], x_proj), (steps, keys, valid), unroll=spec.unroll)
   residuals = (recurrent_kernel, small, scales, keys, valid, buffer, carries, h_candidates)
   return (carry, ys), residuals
 
@@ -593,6 +605,7 @@ def _recurrence_bwd(spec, residuals, cotangents):
   recurrent_kernel, small, scales, keys, valid, buffer, carries, h_candidates = residuals
   d_carry, d_ys = cotangents
   hidden = recurrent_kernel.shape[0]
+  last = buffer.shape[0] - 1
   if keys is not None:
     # Regenerating the forward noise means drawing from the same keys again, on
     # purpose, as jax.checkpoint does; rewrapping their data tells the key-reuse
@@ -600,13 +613,11 @@ def _recurrence_bwd(spec, residuals, cotangents):
     keys = jax.random.wrap_key_data(jax.random.key_data(keys), impl=jax.random.key_impl(keys))
 
   def body(state, inputs):
-    d_carry, d_small, buffer, h_candidates = state
+    d_carry, d_small, stored, buffer, h_candidate, h_candidates = state
     t, carry, key_t, valid_t, d_y = inputs
-    stored = jax.lax.dynamic_index_in_dim(buffer, t, keepdims=False)
     if spec.cell == "lstm":
       pre = (stored,)
     else:
-      h_candidate = jax.lax.dynamic_index_in_dim(h_candidates, t, keepdims=False)
       pre = (stored[..., : 2 * hidden], stored[..., 2 * hidden:], h_candidate)
     step = lambda pre, carry, small: _cell(spec, pre, carry, key_t, valid_t, *small)
     _, vjp = jax.vjp(step, pre, carry, (small, scales))
@@ -614,17 +625,19 @@ def _recurrence_bwd(spec, residuals, cotangents):
     d_x_proj, d_r = _pre_transpose(spec, d_pre)
     d_carry_prev = _add_to_readout(spec, d_carry_prev, jnp.dot(d_r, recurrent_kernel.T))
     # Each step's cotangent overwrites the pre-activations it was computed from.
-    buffer = jax.lax.dynamic_update_index_in_dim(buffer, d_x_proj, t, 0)
+    previous = jnp.maximum(t - 1, 0)
+    buffer, stored = _overwrite_and_prefetch(buffer, d_x_proj, t, previous)
     if spec.cell == "gru":
-      h_candidates = jax.lax.dynamic_update_index_in_dim(h_candidates, d_pre[2], t, 0)
+      h_candidates, h_candidate = _overwrite_and_prefetch(h_candidates, d_pre[2], t, previous)
     d_small = jax.tree.map(jnp.add, d_small, d_small_t)
-    return (d_carry_prev, d_small, buffer, h_candidates), None
+    return (d_carry_prev, d_small, stored, buffer, h_candidate, h_candidates), None
 
-  steps = jnp.arange(buffer.shape[0])
   zeros = jax.tree.map(jnp.zeros_like, (small, scales))
-  (d_carry, (d_small, d_scales), d_x_proj, d_h_candidates), _ = jax.lax.scan(
-      body, (d_carry, zeros, buffer, h_candidates), (steps, carries, keys, valid, d_ys),
-      reverse=True, unroll=spec.unroll)
+  h_candidate = None if h_candidates is None else h_candidates[last]
+  state = (d_carry, zeros, buffer[last], buffer, h_candidate, h_candidates)
+  (d_carry, (d_small, d_scales), _, d_x_proj, _, d_h_candidates), _ = jax.lax.scan(
+      body, state, (jnp.arange(last + 1), carries, keys, valid, d_ys), reverse=True,
+      unroll=spec.unroll)
   h_prev = _readout(spec, carries)
   if spec.cell == "lstm":  # d_r = d_z = d_x_proj
     d_recurrent_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_x_proj)
