@@ -350,10 +350,14 @@ def test_backward_stores_no_noise(cell):
     loss = lambda p: layer.apply({"params": p}, xs, rng=jax.random.key(0)).sum()
     return sorted(r[:2] for r in saved_residuals(loss, params))
 
-  # The noisy layer keeps exactly what the noise-free one keeps (pre-activations and
-  # states per step; the step keys are not float arrays): the noise is regenerated.
-  assert residuals(False) == residuals(True)
-  floats_per_step = sum(np.prod(s[2:]) for d, s in residuals(False) if s[:2] == (T, B))
+  # The noisy layer keeps what the noise-free one keeps (pre-activations and states
+  # per step) plus the raw data of the T step keys: the noise is regenerated.
+  noisy, quiet = residuals(False), residuals(True)
+  extra = list(noisy)
+  for residual in quiet:
+    extra.remove(residual)
+  assert len(extra) == 1 and extra[0][0] == "u32" and extra[0][1][0] == T, extra
+  floats_per_step = sum(np.prod(s[2:]) for d, s in noisy if d == "f32" and s[:2] == (T, B))
   assert floats_per_step == (6 if cell == "lstm" else 5) * H
 
 
@@ -436,3 +440,16 @@ def test_cell_init_shapes_and_blockwise_orthogonal_recurrent_kernel():
 def test_bad_input_raises_clear_errors(build, error, match):
   with pytest.raises(error, match=match):
     build()
+
+
+def test_vmap_over_keys_is_stacking_the_per_key_runs():
+  # Several seeds at once (DESIGN.md): vmapping the layer over noise keys, with the
+  # key-reuse checker on, equals running each key alone.
+  params, xs = _params("gru"), _inputs()
+  layer = noisy_jax.nn.NoisyGRU(H)
+  run = jax.jit(lambda k: layer.apply({"params": params}, xs, rng=k))
+  keys = jax.random.split(jax.random.key(8), 2)
+  batched = jax.jit(jax.vmap(run))(jax.random.clone(keys))
+  for i in range(2):
+    np.testing.assert_allclose(batched[i], run(jax.random.clone(keys[i])), rtol=1e-6, atol=1e-7)
+  assert not np.allclose(batched[0], batched[1])

@@ -499,6 +499,17 @@ class _Spec(NamedTuple):
   cell: str  # "lstm" or "gru"
   static: _Static
   unroll: int
+  key_impl: Any = None  # PRNG implementation of the step keys, scanned as raw data
+
+
+def _step_key(spec: _Spec, key_data):
+  """The typed key of one step from its raw data (None when nothing is noisy).
+
+  The scans carry raw key data, not typed keys: wrapping it inside the step makes
+  each step's key a fresh one for the key-reuse checker (jax_debug_key_reuse),
+  also under ``jax.vmap``, and lets the backward pass draw the forward noise again.
+  """
+  return None if key_data is None else jax.random.wrap_key_data(key_data, impl=spec.key_impl)
 
 
 def _readout(spec: _Spec, carry):
@@ -546,13 +557,13 @@ def _cell(spec: _Spec, pre, carry, key, valid, small, scales):
   return new_carry, y
 
 
-def _forward(spec: _Spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
+def _forward(spec: _Spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
   def body(carry, inputs):
-    x_proj_t, key_t, valid_t = inputs
+    x_proj_t, key_data_t, valid_t = inputs
     pre = _pre(spec, x_proj_t, jnp.dot(_readout(spec, carry), recurrent_kernel))
-    return _cell(spec, pre, carry, key_t, valid_t, small, scales)
+    return _cell(spec, pre, carry, _step_key(spec, key_data_t), valid_t, small, scales)
 
-  return jax.lax.scan(body, carry, (x_proj, keys, valid), unroll=spec.unroll)
+  return jax.lax.scan(body, carry, (x_proj, key_data, valid), unroll=spec.unroll)
 
 
 # The whole recurrence has a hand-written VJP, as cuDNN's RNNs do. The forward scan
@@ -564,8 +575,8 @@ def _forward(spec: _Spec, recurrent_kernel, small, scales, x_proj, keys, valid, 
 # the recurrent kernel's gradient is then one (H, T B) x (T B, G) matmul instead of
 # T small ones inside the loop.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _recurrence(spec: _Spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
-  return _forward(spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry)
+def _recurrence(spec: _Spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
+  return _forward(spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry)
 
 
 def _overwrite_and_prefetch(buffer, row, t, next_t):
@@ -579,14 +590,14 @@ def _overwrite_and_prefetch(buffer, row, t, next_t):
   return buffer, jax.lax.dynamic_index_in_dim(buffer, next_t, keepdims=False)
 
 
-def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, keys, valid, carry):
+def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
   last = x_proj.shape[0] - 1
 
   def body(state, inputs):
     carry, x_proj_t, buffer = state
-    t, key_t, valid_t = inputs
+    t, key_data_t, valid_t = inputs
     pre = _pre(spec, x_proj_t, jnp.dot(_readout(spec, carry), recurrent_kernel))
-    new_carry, y = _cell(spec, pre, carry, key_t, valid_t, small, scales)
+    new_carry, y = _cell(spec, pre, carry, _step_key(spec, key_data_t), valid_t, small, scales)
     # GRU: the candidate's input half is already in place; the gates' sum replaces
     # the gates' input half; the candidate's recurrent half is stacked apart.
     stored = pre[0] if spec.cell == "lstm" else jnp.concatenate(pre[:2], axis=-1)
@@ -596,25 +607,21 @@ def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, keys, valid, 
 
   steps = jnp.arange(x_proj.shape[0])
   (carry, _, buffer), (ys, carries, h_candidates) = jax.lax.scan(
-      body, (carry, x_proj[0], x_proj), (steps, keys, valid), unroll=spec.unroll)
-  residuals = (recurrent_kernel, small, scales, keys, valid, buffer, carries, h_candidates)
+      body, (carry, x_proj[0], x_proj), (steps, key_data, valid), unroll=spec.unroll)
+  residuals = (recurrent_kernel, small, scales, key_data, valid, buffer, carries, h_candidates)
   return (carry, ys), residuals
 
 
 def _recurrence_bwd(spec, residuals, cotangents):
-  recurrent_kernel, small, scales, keys, valid, buffer, carries, h_candidates = residuals
+  recurrent_kernel, small, scales, key_data, valid, buffer, carries, h_candidates = residuals
   d_carry, d_ys = cotangents
   hidden = recurrent_kernel.shape[0]
   last = buffer.shape[0] - 1
-  if keys is not None:
-    # Regenerating the forward noise means drawing from the same keys again, on
-    # purpose, as jax.checkpoint does; rewrapping their data tells the key-reuse
-    # checker (jax_debug_key_reuse) so.
-    keys = jax.random.wrap_key_data(jax.random.key_data(keys), impl=jax.random.key_impl(keys))
 
   def body(state, inputs):
     d_carry, d_small, stored, buffer, h_candidate, h_candidates = state
-    t, carry, key_t, valid_t, d_y = inputs
+    t, carry, key_data_t, valid_t, d_y = inputs
+    key_t = _step_key(spec, key_data_t)  # the forward step's key: the same noise again
     if spec.cell == "lstm":
       pre = (stored,)
     else:
@@ -636,7 +643,7 @@ def _recurrence_bwd(spec, residuals, cotangents):
   h_candidate = None if h_candidates is None else h_candidates[last]
   state = (d_carry, zeros, buffer[last], buffer, h_candidate, h_candidates)
   (d_carry, (d_small, d_scales), _, d_x_proj, _, d_h_candidates), _ = jax.lax.scan(
-      body, state, (jnp.arange(last + 1), carries, keys, valid, d_ys), reverse=True,
+      body, state, (jnp.arange(last + 1), carries, key_data, valid, d_ys), reverse=True,
       unroll=spec.unroll)
   h_prev = _readout(spec, carries)
   if spec.cell == "lstm":  # d_r = d_z = d_x_proj
@@ -672,9 +679,13 @@ def _run_sequence(spec: _Spec, weights, small, scales, xs, key, carry, *, seq_le
   # All T input projections in one matmul, laid out time-major for the scan.
   x_proj = jnp.einsum("tbd,dg->tbg" if time_major else "btd,dg->tbg", xs,
                       weights.input_kernel) + weights.bias
-  keys = None if key is None else jax.random.split(key, num_steps)
-  carry, ys = _recurrence(spec, weights.recurrent_kernel, small, scales, x_proj, keys, valid,
-                          carry)
+  key_data = None
+  if key is not None:
+    keys = jax.random.split(key, num_steps)
+    spec = spec._replace(key_impl=jax.random.key_impl(keys))
+    key_data = jax.random.key_data(keys)
+  carry, ys = _recurrence(spec, weights.recurrent_kernel, small, scales, x_proj, key_data,
+                          valid, carry)
   if not time_major:
     ys = jnp.swapaxes(ys, 0, 1)
   if reverse and keep_order:
