@@ -16,6 +16,9 @@ key, an all-zero memory or an all-zero weighting yields a uniform weighting with
 finite gradients, not NaN.
 """
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -106,7 +109,7 @@ def cosine_similarity(
     )
   dtype = _compute_dtype(memory, key)
   m, k = memory.astype(dtype), key.astype(dtype)
-  dots = k @ jnp.swapaxes(m, -1, -2)  # (..., H, N)
+  dots = jnp.einsum("...hm,...nm->...hn", k, m)
   norms = _safe_norm(k)[..., :, None] * _safe_norm(m)[..., None, :]
   return (dots / (norms + eps)).astype(memory.dtype)
 
@@ -436,5 +439,7 @@ def write(
     )
   dtype = _compute_dtype(memory, weights, erase, add)
   m, w, e, a = (v.astype(dtype) for v in (memory, weights, erase, add))
-  keep = jnp.prod(1.0 - w[..., :, :, None] * e[..., :, None, :], axis=-3)
-  return (m * keep + jnp.swapaxes(w, -1, -2) @ a).astype(memory.dtype)
+  # A product over the (few) heads written out: jnp.prod's gradient costs far more.
+  keep = functools.reduce(operator.mul, (
+      1.0 - w[..., head, :, None] * e[..., head, None, :] for head in range(w.shape[-2])))
+  return (m * keep + jnp.einsum("...wn,...wm->...nm", w, a)).astype(memory.dtype)
