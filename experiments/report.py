@@ -27,8 +27,13 @@ from experiments import validation  # pylint: disable=wrong-import-position
 REPORT_FILE = "report.md"
 
 
-def find_runs(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
-  """Every run under ``workdir``: its config, metric records and final metrics (if done)."""
+def find_runs(workdir: str | pathlib.Path,
+              order: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+  """Every run under ``workdir``: its config, metric records and final metrics (if done).
+
+  Runs come sorted by path, except that variants named in ``order`` come first, in
+  that order.
+  """
   runs = []
   for config_path in sorted(pathlib.Path(workdir).rglob("config.json")):
     run_dir = config_path.parent
@@ -39,7 +44,8 @@ def find_runs(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
         "records": metrics_lib.read_metrics(run_dir),
         "final": json.loads(final_path.read_text()) if final_path.exists() else None,
     })
-  return runs
+  rank = {variant: index for index, variant in enumerate(order)}
+  return sorted(runs, key=lambda run: rank.get(run["config"]["variant"], len(rank)))
 
 
 def _curve(records, split: str, metric: str):
@@ -115,10 +121,15 @@ def table(runs: list[dict[str, Any]]) -> str:
   return "\n".join(lines)
 
 
-def make_report(workdir: str | pathlib.Path) -> str:
-  """Writes the plots and ``report.md`` for the runs under ``workdir``; returns the Markdown."""
+def make_report(workdir: str | pathlib.Path, order: tuple[str, ...] = ()) -> str:
+  """Writes the plots and ``report.md`` for the runs under ``workdir``; returns the Markdown.
+
+  Args:
+    workdir: a run directory, or a parent of several.
+    order: variants to list first, in this order (the others follow by path).
+  """
   workdir = pathlib.Path(workdir)
-  runs = find_runs(workdir)
+  runs = find_runs(workdir, order)
   if not runs:
     raise FileNotFoundError(
         f"No runs under {workdir} (a run directory holds config.json and metrics.jsonl). "

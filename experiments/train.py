@@ -44,15 +44,6 @@ from experiments import metrics as metrics_lib
 from experiments import models
 from experiments import validation
 
-# JAX 0.10's key-reuse checker (jax_debug_key_reuse, on in the tests) reports a
-# false "already consumed" for any jax.vmap of a lax.scan over typed keys, e.g.
-#   jax.vmap(lambda k: jax.lax.scan(lambda c, kt: (c, jax.random.normal(kt)), 0.,
-#                                   jax.random.split(k, 5)))(jax.random.split(key, 2))
-# NoisyLSTM scans over typed per-step keys, so the vmapped run step of the LSTM
-# models is traced with the checker off; scanning over jax.random.key_data(keys)
-# in noisy_jax/_src/recurrent.py would let this go.
-_MODELS_WITH_VMAPPED_KEY_SCAN = ("lstm_mlp", "lstm")
-
 # Fold-in tags of the streams drawn from each run's key.
 _INIT, _DATA, _NOISE, _GRADIENT_NOISE = range(4)
 # Fold-in tag of the data stream shared by all runs (config.shared_data).
@@ -227,9 +218,7 @@ class Experiment:
     jit = functools.partial(jax.jit, out_shardings=self.replicated,
                             compiler_options=compiler_options)
     self.init_state = jit(self._init_state)
-    self._jitted_train_step = jit(self._train_step)
-    self._check_key_reuse = not (config.model.name in _MODELS_WITH_VMAPPED_KEY_SCAN
-                                 and config.noise.mode != "none")
+    self.train_step = jit(self._train_step)
     self.evaluate = jit(self._evaluate)
     self.params_finite = jit(
         lambda params: jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
@@ -238,13 +227,6 @@ class Experiment:
   def run_keys(self) -> jax.Array:
     root = jax.random.key(self.config.seed)
     return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(self.config.num_seeds))
-
-  def train_step(self, state: TrainState, data) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One update of every run: ``(state, data) -> (state, per-run metrics)``, jitted."""
-    if self._check_key_reuse:
-      return self._jitted_train_step(state, data)
-    with jax.debug_key_reuse(False):
-      return self._jitted_train_step(state, data)
 
   def _init_state(self, run_keys: jax.Array) -> TrainState:
     example = jax.tree.map(lambda x: jnp.asarray(x[:1]), self.task.eval_set)

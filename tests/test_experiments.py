@@ -200,6 +200,25 @@ def test_smoke_ntm_runs(module, runs_dir):
   assert values.shape == (2,) and np.isfinite(values).all() and (values >= 0).all()
 
 
+def _first_batches(num_seeds, shared_data):
+  config = unique_integers.get_config("smoke")
+  config.num_seeds, config.shared_data = num_seeds, shared_data
+  experiment = train.get_experiment(config, FAST)
+  state = train.TrainState(jax.numpy.asarray(0), None, None, experiment.run_keys())
+  return jax.jit(experiment._batch)(state, {})  # pylint: disable=protected-access
+
+
+def test_data_streams_per_run_and_shared():
+  two, three = _first_batches(2, False), _first_batches(3, False)
+  assert two["inputs"].shape == (2, 8, 26)
+  # Run i's data do not depend on how many runs train beside it...
+  np.testing.assert_array_equal(two["inputs"], three["inputs"][:2])
+  # ...and differ between runs.
+  assert not np.array_equal(three["inputs"][0], three["inputs"][1])
+  shared = _first_batches(3, True)
+  assert shared["inputs"].shape == (8, 26)  # one batch, broadcast over the runs by vmap
+
+
 def test_resume_after_kill_matches_uninterrupted(counting_run, tmp_path, monkeypatch):
   config, workdir, uninterrupted = counting_run
   experiment = train.get_experiment(config, FAST)
