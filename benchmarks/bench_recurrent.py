@@ -131,6 +131,19 @@ def _runs(fn: Callable, *args) -> str | None:
   return None
 
 
+def memory_only(cell: str, shape) -> dict[str, int | None]:
+  """Planned peak bytes of each JAX candidate's training step, compiled, not run."""
+  candidates = jax_candidates(cell, shape)
+  x = jnp.zeros(shape[:3], jnp.float32)
+  peaks = {}
+  for name, (fn, params) in candidates.items():
+    try:
+      peaks[name] = peak_bytes(fn, params, x, jax.random.key(0))
+    except Exception:  # pylint: disable=broad-except (cuDNN has no CPU lowering)
+      continue
+  return peaks
+
+
 def bench_jax(cell: str, shape, repeats: int) -> dict[str, Any]:
   candidates = jax_candidates(cell, shape)
   x = jax.random.normal(jax.random.key(2), shape[:3], jnp.float32)
@@ -329,6 +342,16 @@ def _table(results: dict[str, Any]) -> str:
     ]
     lines.append(f"- {cell.upper()} {tuple(shape)}: " + "; ".join(notes) + ".")
     lines.append("")
+  if results.get("memory_only"):
+    lines.append(f"Planned peak memory of a training step at the issue's shapes, compiled for "
+                 f"this backend ({env['platform']}) and not run, relative to the flax baseline:")
+    lines.append("")
+    for run in results["memory_only"].values():
+      peaks, base = run["peak_bytes"], run["peak_bytes"].get(BASELINE[run["cell"]])
+      parts = [f"`{name}` {peak / base:.2f}" for name, peak in peaks.items()
+               if name != BASELINE[run["cell"]] and peak and base]
+      lines.append(f"- {run['cell'].upper()} {tuple(run['shape'])}: baseline "
+                   f"{base / 2**20:.1f} MiB; " + ", ".join(parts) + ".")
   return "\n".join(lines).rstrip("\n")
 
 
@@ -373,6 +396,14 @@ def main(outdir=None, *, shapes=None, small: bool | None = None, repeats: int | 
       for name, reason in run["jax"]["unavailable"].items():
         print(f"    {name:42s} unavailable: {reason}")
       results["runs"][f"{cell}_{'x'.join(map(str, shape))}"] = run
+  if small:
+    # The issue's shapes are too slow to time here, but their memory plan is cheap.
+    results["memory_only"] = {}
+    for cell in cells:
+      for shape in SHAPES:
+        print(f"  {cell} {shape} memory plan ...", flush=True)
+        results["memory_only"][f"{cell}_{'x'.join(map(str, shape))}"] = {
+            "cell": cell, "shape": list(shape), "peak_bytes": memory_only(cell, shape)}
   path = harness.save(SECTION, results, outdir)
   print(f"  wrote {path}")
   if markdown:

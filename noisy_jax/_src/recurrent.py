@@ -500,6 +500,7 @@ class _Spec(NamedTuple):
   static: _Static
   unroll: int
   key_impl: Any = None  # PRNG implementation of the step keys, scanned as raw data
+  time_axis: int = 0  # of the input projections: 1 keeps batch-major inputs untransposed
 
 
 def _step_key(spec: _Spec, key_data):
@@ -557,13 +558,19 @@ def _cell(spec: _Spec, pre, carry, key, valid, small, scales):
   return new_carry, y
 
 
+def _row(spec: _Spec, buffer, t):
+  """Step ``t``'s slice of a buffer laid out along ``spec.time_axis``."""
+  return jax.lax.dynamic_index_in_dim(buffer, t, axis=spec.time_axis, keepdims=False)
+
+
 def _forward(spec: _Spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
   def body(carry, inputs):
-    x_proj_t, key_data_t, valid_t = inputs
-    pre = _pre(spec, x_proj_t, jnp.dot(_readout(spec, carry), recurrent_kernel))
+    t, key_data_t, valid_t = inputs
+    pre = _pre(spec, _row(spec, x_proj, t), jnp.dot(_readout(spec, carry), recurrent_kernel))
     return _cell(spec, pre, carry, _step_key(spec, key_data_t), valid_t, small, scales)
 
-  return jax.lax.scan(body, carry, (x_proj, key_data, valid), unroll=spec.unroll)
+  steps = jnp.arange(x_proj.shape[spec.time_axis])
+  return jax.lax.scan(body, carry, (steps, key_data, valid), unroll=spec.unroll)
 
 
 # The whole recurrence has a hand-written VJP, as cuDNN's RNNs do. The forward scan
@@ -579,19 +586,19 @@ def _recurrence(spec: _Spec, recurrent_kernel, small, scales, x_proj, key_data, 
   return _forward(spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry)
 
 
-def _overwrite_and_prefetch(buffer, row, t, next_t):
-  """``buffer[t] = row``, then reads ``buffer[next_t]`` from the updated buffer.
+def _overwrite_and_prefetch(buffer, row, t, next_t, axis):
+  """``buffer[t] = row`` along ``axis``, then reads row ``next_t`` of the updated buffer.
 
   Reading the next row after the write (not the current row before it) leaves the
   write as the old buffer's only use, so XLA updates the loop-carried buffer in
   place instead of copying all of it at every step.
   """
-  buffer = jax.lax.dynamic_update_index_in_dim(buffer, row, t, 0)
-  return buffer, jax.lax.dynamic_index_in_dim(buffer, next_t, keepdims=False)
+  buffer = jax.lax.dynamic_update_index_in_dim(buffer, row, t, axis)
+  return buffer, jax.lax.dynamic_index_in_dim(buffer, next_t, axis=axis, keepdims=False)
 
 
 def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
-  last = x_proj.shape[0] - 1
+  last = x_proj.shape[spec.time_axis] - 1
 
   def body(state, inputs):
     carry, x_proj_t, buffer = state
@@ -601,13 +608,14 @@ def _recurrence_fwd(spec, recurrent_kernel, small, scales, x_proj, key_data, val
     # GRU: the candidate's input half is already in place; the gates' sum replaces
     # the gates' input half; the candidate's recurrent half is stacked apart.
     stored = pre[0] if spec.cell == "lstm" else jnp.concatenate(pre[:2], axis=-1)
-    buffer, x_proj_next = _overwrite_and_prefetch(buffer, stored, t, jnp.minimum(t + 1, last))
+    buffer, x_proj_next = _overwrite_and_prefetch(buffer, stored, t, jnp.minimum(t + 1, last),
+                                                  spec.time_axis)
     h_candidate = None if spec.cell == "lstm" else pre[2]
     return (new_carry, x_proj_next, buffer), (y, carry, h_candidate)
 
-  steps = jnp.arange(x_proj.shape[0])
   (carry, _, buffer), (ys, carries, h_candidates) = jax.lax.scan(
-      body, (carry, x_proj[0], x_proj), (steps, key_data, valid), unroll=spec.unroll)
+      body, (carry, _row(spec, x_proj, 0), x_proj), (jnp.arange(last + 1), key_data, valid),
+      unroll=spec.unroll)
   residuals = (recurrent_kernel, small, scales, key_data, valid, buffer, carries, h_candidates)
   return (carry, ys), residuals
 
@@ -616,7 +624,7 @@ def _recurrence_bwd(spec, residuals, cotangents):
   recurrent_kernel, small, scales, key_data, valid, buffer, carries, h_candidates = residuals
   d_carry, d_ys = cotangents
   hidden = recurrent_kernel.shape[0]
-  last = buffer.shape[0] - 1
+  last = buffer.shape[spec.time_axis] - 1
 
   def body(state, inputs):
     d_carry, d_small, stored, buffer, h_candidate, h_candidates = state
@@ -633,24 +641,26 @@ def _recurrence_bwd(spec, residuals, cotangents):
     d_carry_prev = _add_to_readout(spec, d_carry_prev, jnp.dot(d_r, recurrent_kernel.T))
     # Each step's cotangent overwrites the pre-activations it was computed from.
     previous = jnp.maximum(t - 1, 0)
-    buffer, stored = _overwrite_and_prefetch(buffer, d_x_proj, t, previous)
+    buffer, stored = _overwrite_and_prefetch(buffer, d_x_proj, t, previous, spec.time_axis)
     if spec.cell == "gru":
-      h_candidates, h_candidate = _overwrite_and_prefetch(h_candidates, d_pre[2], t, previous)
+      h_candidates, h_candidate = _overwrite_and_prefetch(h_candidates, d_pre[2], t, previous,
+                                                          0)
     d_small = jax.tree.map(jnp.add, d_small, d_small_t)
     return (d_carry_prev, d_small, stored, buffer, h_candidate, h_candidates), None
 
   zeros = jax.tree.map(jnp.zeros_like, (small, scales))
   h_candidate = None if h_candidates is None else h_candidates[last]
-  state = (d_carry, zeros, buffer[last], buffer, h_candidate, h_candidates)
+  state = (d_carry, zeros, _row(spec, buffer, last), buffer, h_candidate, h_candidates)
   (d_carry, (d_small, d_scales), _, d_x_proj, _, d_h_candidates), _ = jax.lax.scan(
       body, state, (jnp.arange(last + 1), carries, key_data, valid, d_ys), reverse=True,
       unroll=spec.unroll)
-  h_prev = _readout(spec, carries)
+  h_prev = _readout(spec, carries)  # (T, B, H)
+  x_axes = "tbg" if spec.time_axis == 0 else "btg"
   if spec.cell == "lstm":  # d_r = d_z = d_x_proj
-    d_recurrent_kernel = jnp.einsum("tbh,tbg->hg", h_prev, d_x_proj)
+    d_recurrent_kernel = jnp.einsum(f"tbh,{x_axes}->hg", h_prev, d_x_proj)
   else:  # d_r = [d_gates, d_h_candidate]
     d_recurrent_kernel = jnp.concatenate([
-        jnp.einsum("tbh,tbg->hg", h_prev, d_x_proj[..., : 2 * hidden]),
+        jnp.einsum(f"tbh,{x_axes}->hg", h_prev, d_x_proj[..., : 2 * hidden]),
         jnp.einsum("tbh,tbg->hg", h_prev, d_h_candidates)], axis=-1)
   return d_recurrent_kernel, d_small, d_scales, d_x_proj, None, None, d_carry
 
@@ -676,9 +686,10 @@ def _run_sequence(spec: _Spec, weights, small, scales, xs, key, carry, *, seq_le
     # Padding stays at the end, as in flax.linen.RNN.
     xs = linen_recurrent.flip_sequences(xs, seq_lengths, num_batch_dims=1,
                                         time_major=time_major)
-  # All T input projections in one matmul, laid out time-major for the scan.
-  x_proj = jnp.einsum("tbd,dg->tbg" if time_major else "btd,dg->tbg", xs,
-                      weights.input_kernel) + weights.bias
+  # All T input projections in one matmul, in the inputs' own layout: the scan
+  # indexes the time axis in place rather than transposing this big buffer.
+  x_proj = jnp.dot(xs, weights.input_kernel) + weights.bias
+  spec = spec._replace(time_axis=time_axis)
   key_data = None
   if key is not None:
     keys = jax.random.split(key, num_steps)
