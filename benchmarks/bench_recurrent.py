@@ -95,7 +95,13 @@ def jax_candidates(cell: str, shape) -> dict[str, tuple[Callable, Any]]:
           layer_params),
   }
   if cell == "lstm":
-    candidates[CUDNN] = _cudnn_lstm(batch, features, hidden)
+    try:
+      candidates[CUDNN] = _cudnn_lstm(batch, features, hidden)
+    except Exception as error:  # pylint: disable=broad-except
+      # Reported as unavailable by bench_jax, which runs every candidate first.
+      def unavailable(p, x, k, reason=f"{type(error).__name__}: {error}"):
+        raise RuntimeError(reason)
+      candidates[CUDNN] = (unavailable, None)
   return {name: (_loss_and_grad(fn), params) for name, (fn, params) in candidates.items()}
 
 

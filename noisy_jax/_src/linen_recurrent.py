@@ -35,7 +35,14 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
 
   ``flax.linen.RNN`` passes only the RNG streams named in its ``split_rngs`` to the
   scanned cell; this adds :data:`RNN_SPLIT_RNGS` (and the cell's own
-  ``rng_collection``) so that each time step draws fresh noise.
+  ``rng_collection``) so that each time step draws fresh noise. A plain
+  ``nn.RNN(cell)`` drops the stream, and the cell then raises a ``ValueError`` that
+  names this fix instead of running with the same noise at every step.
+
+  Note:
+    The only way to get the same noise at every step is to ask for it:
+    ``nn.RNN(cell, split_rngs={"params": False, "noise": False})`` broadcasts the
+    stream into the scan, and a cell cannot tell a broadcast key from a split one.
 
   Args:
     cell: a noisy cell, e.g. :class:`NoisyLSTMCell`.
