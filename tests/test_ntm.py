@@ -373,7 +373,7 @@ def test_tiny_noisy_ntm_learns_the_copy_task():
 
   A feed-forward controller (32 noisy hard-tanh units) over a 12 x 8 memory copies
   4-bit sequences of length 1..5; Adam 1e-2, batch 32, gradient norm clipped at 10.
-  Four other seeds end at 0.001-0.04 (seed 0: about 0.04).
+  Four other seeds end at 0.001-0.01 (seed 0: about 0.04).
   """
   bits, max_len, batch, updates = 4, 5, 32, 400
 
