@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import noisy_jax
 import noisy_jax.nn
+import noisy_jax.tasks
 from benchmarks import harness
 
 SECTION = "ntm"

@@ -1,7 +1,5 @@
 """Tests of the NTM addressing (against reference_ntm.py) and the NTM cells."""
 
-import functools
-
 import chex
 import flax.linen as nn
 import jax

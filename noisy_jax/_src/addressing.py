@@ -51,7 +51,8 @@ def _check_last_axis(value: jax.Array, argname: str, size: int, what: str) -> No
 def _check_at_least(value: jax.Array, argname: str, bound: float, fix: str) -> None:
   concrete = activations._concrete(value)
   if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete >= bound)):
-    raise ValueError(f"{argname} must be finite and >= {bound}, got {argname}={concrete}. Fix: {fix}")
+    raise ValueError(
+        f"{argname} must be finite and >= {bound}, got {argname}={concrete}. Fix: {fix}")
 
 
 def _compute_dtype(*arrays: jax.Array) -> jnp.dtype:
