@@ -15,9 +15,11 @@ Weight layout (one fused matrix per side, gate blocks side by side):
   blocks ``[reset, update, candidate]``, ``recurrent_bias (H,)`` inside the reset
   product (as in ``flax.linen.GRUCell``); ``p_gates (2H,)``, ``p_candidate (H,)``.
 
-The elementwise part of a step is wrapped in ``jax.checkpoint``: the backward pass
-keeps only the step's pre-activations, the previous state and the key, and
-regenerates the noise and the gate values from them.
+Neither a single step nor a whole sequence keeps its noise or gate values for the
+backward pass: a step's elementwise part is wrapped in ``jax.checkpoint``, and the
+whole-sequence scans (:func:`lstm_sequence`, :func:`gru_sequence`) have a
+hand-written VJP that keeps the pre-activations and previous states and draws the
+noise again from the step keys.
 """
 
 import functools
@@ -729,10 +731,13 @@ def lstm_sequence(
   r"""Runs the noisy LSTM of :func:`lstm_step` over a whole sequence.
 
   The input projections of all steps are one ``(B T, D) x (D, 4H)`` matmul outside
-  the scan; each step does one ``(B, H) x (H, 4H)`` matmul and one fused
-  elementwise block. Step ``t`` (in processing order) draws its noise from
+  the scan; each step does one ``(B, H) x (H, 4H)`` matmul and its elementwise
+  gates. Step ``t`` (in processing order) draws its noise from
   ``jax.random.split(key, T)[t]``, so scanning :func:`lstm_step` with those keys
-  gives the same numbers.
+  gives the same numbers, gradients included. The backward pass is hand-written:
+  it keeps ``6H`` floats per step and sequence (pre-activations, previous ``c`` and
+  ``h``), regenerates the noise, and computes the recurrent kernel's gradient as
+  one matmul after the loop.
 
   Args:
     inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
@@ -805,8 +810,9 @@ def gru_sequence(
   r"""Runs the noisy GRU of :func:`gru_step` over a whole sequence.
 
   Same contract as :func:`lstm_sequence` (one input matmul outside the scan, one
-  recurrent matmul per step, step ``t`` keyed by ``jax.random.split(key, T)[t]``),
-  with the carry ``h`` of shape ``(B, H)``.
+  recurrent matmul per step, step ``t`` keyed by ``jax.random.split(key, T)[t]``,
+  hand-written backward pass keeping ``5H`` floats per step and sequence), with the
+  carry ``h`` of shape ``(B, H)``.
 
   Args:
     inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
