@@ -195,7 +195,7 @@ def _torch_noisy(torch, x, p, kind: str, c: float, alpha: float, half_normal: bo
   eps = torch.randn_like(x)
   if half_normal:
     eps = eps.abs()
-  sign_x = torch.where(x >= 0, 1.0, -1.0)
+  sign_x = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
   direction = -sign_x * (-1.0 if alpha > 1 else 1.0)
   return alpha * h + (1 - alpha) * u + direction * sigma * eps
 
