@@ -42,16 +42,25 @@ class MetricWriter:
 
   A resumed run first drops the records past its restored step, so the file ends
   up as if the run had never been interrupted.
+
+  Args:
+    workdir: the run's directory.
+    resume_step: the step the run starts from; later records are dropped.
+    tensorboard: also write TensorBoard event files (if tensorboardX is installed).
+    enabled: False makes every method a no-op (the non-chief hosts of a multi-host run).
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, resume_step: int = 0,
-               tensorboard: bool = True):
+               tensorboard: bool = True, enabled: bool = True):
+    self._enabled = enabled
+    self._file = self._tb = None
+    if not enabled:
+      return
     self._path = pathlib.Path(workdir) / METRICS_FILE
     self._path.parent.mkdir(parents=True, exist_ok=True)
     kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
     self._path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     self._file = self._path.open("a")
-    self._tb = None
     if tensorboard:
       try:
         import tensorboardX  # pylint: disable=g-import-not-at-top
@@ -63,6 +72,8 @@ class MetricWriter:
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     """Writes one record; array values are per-run values (TensorBoard gets mean and std)."""
+    if not self._enabled:
+      return
     record = {"step": int(step), "split": split,
               **{name: _jsonable(value) for name, value in metrics.items()}}
     self._file.write(json.dumps(record) + "\n")
@@ -75,7 +86,8 @@ class MetricWriter:
           self._tb.add_scalar(f"{split}/{name}_std", float(value.std()), step)
 
   def close(self) -> None:
-    self._file.close()
+    if self._file is not None:
+      self._file.close()
     if self._tb is not None:
       self._tb.close()
 

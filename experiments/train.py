@@ -353,9 +353,8 @@ def _summary(config: ml_collections.ConfigDict, per_run: dict[str, np.ndarray]) 
 class _Run:
   """The host side of one training run: metrics, checkpoints, NaN checks."""
 
-  def __init__(self, experiment: Experiment, workdir: pathlib.Path, writer, checkpointer):
-    self.experiment, self.workdir = experiment, workdir
-    self.writer, self.checkpointer = writer, checkpointer
+  def __init__(self, experiment: Experiment, writer, checkpointer):
+    self.experiment, self.writer, self.checkpointer = experiment, writer, checkpointer
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
     self.last_checkpoint: int | None = None
     self.window_start = time.perf_counter()
@@ -383,8 +382,8 @@ class _Run:
              f"{self.checkpointer.directory}" if self.last_checkpoint is not None
              else "no checkpoint was written before it")
     message = (
-        f"Non-finite loss or gradient at step {step} (update {step} of "
-        f"{config.train.num_steps}) in run(s) {runs} of seed {config.seed} "
+        f"Non-finite loss or gradient at step {step} of {config.train.num_steps} in "
+        f"run(s) {runs} of seed {config.seed} "
         f"(run i uses key fold_in(key({config.seed}), i)): loss="
         f"{[float(metrics['loss'][i]) for i in runs]}, grad_norm="
         f"{[float(metrics['grad_norm'][i]) for i in runs]}. Training stopped; {where}. "
@@ -433,8 +432,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     state, start = experiment.init_state(experiment.run_keys()), 0
   else:
     logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start, tensorboard=is_chief)
-  run = _Run(experiment, workdir, writer, checkpointer)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start, enabled=is_chief)
+  run = _Run(experiment, writer, checkpointer)
   run.last_checkpoint = start if start else None
   data, eval_set = experiment.device_data(), experiment.device_eval_set()
   num_steps = config.train.num_steps
