@@ -219,6 +219,7 @@ class Experiment:
                             compiler_options=compiler_options)
     self.init_state = jit(self._init_state)
     self.train_step = jit(self._train_step)
+    self.train_step_traces = 0  # times the step was traced (annealing c must not add any)
     self.evaluate = jit(self._evaluate)
     self.params_finite = jit(
         lambda params: jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
@@ -255,6 +256,7 @@ class Experiment:
     return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
   def _train_step(self, state: TrainState, data) -> tuple[TrainState, dict[str, jax.Array]]:
+    self.train_step_traces += 1
     step = state.step
     c = self.c_schedule(step)
     batch = self._batch(state, data)

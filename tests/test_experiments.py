@@ -172,6 +172,8 @@ def test_smoke_counting_run(counting_run):
   # c is annealed inside the step: 30 / sqrt(floor(t / 2) + 1) at t = 1 and 3.
   np.testing.assert_allclose(train_records[0]["c"], [30.0, 30.0])
   np.testing.assert_allclose(train_records[1]["c"], [30 / np.sqrt(2)] * 2, rtol=1e-6)
+  # ...without retracing: one trace served all four updates.
+  assert train.get_experiment(config, FAST).train_step_traces == 1
   assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) \
       == [2, 4]
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
