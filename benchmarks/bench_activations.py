@@ -19,7 +19,6 @@ device's table in the "Activations (issue 4)" section of ``BENCHMARKS.md``.
 
 import argparse
 import collections
-import pathlib
 import re
 from typing import Any, Callable
 
@@ -41,7 +40,6 @@ FORWARD_TARGET = 0.85
 BACKWARD_TARGET = 0.75
 MODE_SLACK = 1.10
 
-MARKDOWN = pathlib.Path(__file__).parent.parent / "BENCHMARKS.md"
 MARKDOWN_HEADING = "## Activations (issue 4)"
 
 
@@ -245,25 +243,6 @@ def _table(results: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def update_markdown(results: dict[str, Any], path: pathlib.Path = MARKDOWN) -> None:
-  """Replaces this device's table inside the "Activations (issue 4)" section."""
-  slug = harness.device_slug()
-  begin, end = f"<!-- bench_activations:{slug}:begin -->", f"<!-- bench_activations:{slug}:end -->"
-  block = f"{begin}\n{_table(results)}\n{end}"
-  text = path.read_text() if path.exists() else "# Benchmarks\n"
-  if begin in text and end in text:
-    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-  else:
-    if MARKDOWN_HEADING not in text:
-      text = text.rstrip("\n") + f"\n\n{MARKDOWN_HEADING}\n"
-    start = text.index(MARKDOWN_HEADING) + len(MARKDOWN_HEADING)
-    following = re.search(r"^## ", text[start:], flags=re.MULTILINE)
-    stop = start + following.start() if following else len(text)
-    section = text[start:stop].rstrip("\n")
-    text = text[:start] + f"{section}\n\n{block}\n" + ("\n" + text[stop:] if following else "")
-  path.write_text(text)
-
-
 def main(outdir=None, *, log2_size: int | None = None, repeats: int | None = None,
          dtypes=DTYPES, markdown: bool = True) -> dict[str, Any]:
   log2_size = log2_size or _default_log2_size()
@@ -293,7 +272,7 @@ def main(outdir=None, *, log2_size: int | None = None, repeats: int | None = Non
   print(f"  wrote {path}")
   if markdown:
     results["environment"] = harness.environment()
-    update_markdown(results)
+    harness.update_markdown("bench_activations", MARKDOWN_HEADING, _table(results))
   return results
 
 

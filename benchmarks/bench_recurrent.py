@@ -28,8 +28,6 @@ device's table in the "Recurrent layers (issue 6)" section of ``BENCHMARKS.md``.
 """
 
 import argparse
-import pathlib
-import re
 import statistics
 import time
 from typing import Any, Callable
@@ -51,7 +49,6 @@ FLAX_TARGET = 0.8  # NoisyLSTM time / flax nn.RNN(OptimizedLSTMCell) time
 TORCH_EAGER_TARGET = 30.0  # torch eager noisy LSTM time / NoisyLSTM time
 MEMORY_TARGET = 1.05  # NoisyLSTM peak / flax peak
 
-MARKDOWN = pathlib.Path(__file__).parent.parent / "BENCHMARKS.md"
 MARKDOWN_HEADING = "## Recurrent layers (issue 6)"
 
 OURS = {"lstm": "NoisyLSTM", "gru": "NoisyGRU"}
@@ -381,25 +378,6 @@ def _table(results: dict[str, Any]) -> str:
   return "\n".join(lines).rstrip("\n")
 
 
-def update_markdown(results: dict[str, Any], path: pathlib.Path = MARKDOWN) -> None:
-  """Replaces this device's block inside the "Recurrent layers (issue 6)" section."""
-  slug = harness.device_slug()
-  begin, end = f"<!-- bench_recurrent:{slug}:begin -->", f"<!-- bench_recurrent:{slug}:end -->"
-  block = f"{begin}\n{_table(results)}\n{end}"
-  text = path.read_text() if path.exists() else "# Benchmarks\n"
-  if begin in text and end in text:
-    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
-  else:
-    if MARKDOWN_HEADING not in text:
-      text = text.rstrip("\n") + f"\n\n{MARKDOWN_HEADING}\n"
-    start = text.index(MARKDOWN_HEADING) + len(MARKDOWN_HEADING)
-    following = re.search(r"^## ", text[start:], flags=re.MULTILINE)
-    stop = start + following.start() if following else len(text)
-    section = text[start:stop].rstrip("\n")
-    text = text[:start] + f"{section}\n\n{block}\n" + ("\n" + text[stop:] if following else "")
-  path.write_text(text)
-
-
 def main(outdir=None, *, shapes=None, small: bool | None = None, repeats: int | None = None,
          cells=("lstm", "gru"), markdown: bool = True) -> dict[str, Any]:
   cpu = jax.default_backend() == "cpu"
@@ -434,7 +412,7 @@ def main(outdir=None, *, shapes=None, small: bool | None = None, repeats: int | 
   print(f"  wrote {path}")
   if markdown:
     results["environment"] = harness.environment()
-    update_markdown(results)
+    harness.update_markdown("bench_recurrent", MARKDOWN_HEADING, _table(results))
   return results
 
 

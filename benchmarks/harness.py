@@ -13,6 +13,7 @@ its ratios are medians over rounds of per-round time ratios against a baseline.
 
 import json
 import pathlib
+import re
 import statistics
 import subprocess
 import time
@@ -148,3 +149,30 @@ def save(section: str, results: dict[str, Any], outdir: pathlib.Path | None = No
   data[section] = {"environment": environment(), **results}
   path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
   return path
+
+
+MARKDOWN = pathlib.Path(__file__).parent.parent / "BENCHMARKS.md"
+
+
+def update_markdown(benchmark: str, heading: str, table: str,
+                    path: pathlib.Path = MARKDOWN) -> None:
+  """Replaces this device's block of ``benchmark`` inside the ``heading`` section of ``path``.
+
+  The block sits between ``<!-- <benchmark>:<device>:begin/end -->`` markers, so each
+  device keeps its own table; a missing section is appended.
+  """
+  slug = device_slug()
+  begin, end = f"<!-- {benchmark}:{slug}:begin -->", f"<!-- {benchmark}:{slug}:end -->"
+  block = f"{begin}\n{table}\n{end}"
+  text = path.read_text() if path.exists() else "# Benchmarks\n"
+  if begin in text and end in text:
+    text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+  else:
+    if heading not in text:
+      text = text.rstrip("\n") + f"\n\n{heading}\n"
+    start = text.index(heading) + len(heading)
+    following = re.search(r"^## ", text[start:], flags=re.MULTILINE)
+    stop = start + following.start() if following else len(text)
+    section = text[start:stop].rstrip("\n")
+    text = text[:start] + f"{section}\n\n{block}\n" + ("\n" + text[stop:] if following else "")
+  path.write_text(text)
