@@ -34,32 +34,8 @@ def get_config(variant: str = "noisy_annealed") -> ml_collections.ConfigDict:
   config.task.max_length = 20  # Longest sequence (Graves et al.: 20).
   config.task.bits = 8  # Bits per vector (Graves et al.: 8).
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "ntm"  # noisy_jax.nn.NTMCell under nn.RNN, then a Dense bit readout.
-  config.model.controller = "lstm"  # "lstm" or "feedforward" controller.
-  config.model.controller_size = 100  # Controller units (Graves et al., LSTM controller: 100).
-  config.model.memory_size = 128  # Memory locations N (Graves et al.: 128).
-  config.model.memory_width = 20  # Width M of a location (Graves et al.: 20).
-  config.model.num_read_heads = 1  # Read heads.
-  config.model.num_write_heads = 1  # Write heads.
-  config.model.shift_range = 1  # Each head shifts by -1, 0 or +1.
-  config.model.unroll = 1  # Scan steps unrolled per loop iteration (speed only).
-
-  config.optimizer.name = "rmsprop"  # Graves et al.: RMSProp with momentum 0.9, lr 1e-4.
-  config.optimizer.learning_rate = 1e-4
-  config.optimizer.momentum = 0.9
-  config.optimizer.clip_value = 10.0  # Graves et al.: elementwise clipping to (-10, 10).
-
+  config = common.graves_ntm(config)
   config.train.num_steps = 50_000
-  config.train.batch_size = 32
-  config.train.log_every = 500
-  config.train.eval_every = 2_000
-
-  config.eval.num_examples = 512
-  config.eval.metric = "bit_errors"  # Wrong output bits per sequence (Graves et al.'s cost).
-  config.eval.success_threshold = 0.5  # Under half a wrong bit per sequence.
-
-  config.checkpoint.every = 5_000
 
   config.paper.metric = "no number in either paper"
   config.paper.source = "Graves et al. 2014, Figs. 3 and 7 (no noisy units)"

@@ -264,6 +264,17 @@ def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
   assert not (tmp_path / "checkpoints" / "2").exists()
 
 
+def test_checkpointer_keeps_the_last_k(counting_run, tmp_path):
+  config, _, _ = counting_run
+  experiment = train.get_experiment(config, FAST)
+  state = experiment.init_state(experiment.run_keys())
+  checkpointer = checkpoints.Checkpointer(tmp_path, max_to_keep=2)
+  for step in (5, 10, 15):
+    checkpointer.save(step, state)
+  checkpointer.close()
+  assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [10, 15]
+
+
 def test_resume_from_corrupt_latest_reaches_same_result(counting_run, tmp_path, caplog):
   config, workdir, uninterrupted = counting_run
   import shutil  # pylint: disable=g-import-not-at-top

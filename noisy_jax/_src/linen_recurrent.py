@@ -4,8 +4,8 @@ Thin wrappers: the modules declare parameters, fetch a key from the ``"noise"``
 RNG stream and call the pure functions of :mod:`noisy_jax._src.recurrent`.
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -316,15 +316,33 @@ class _NoisySequenceBase(_NoiseFields):
   keep_order: bool = False
   unroll: int = 1
 
-  def _run(self, cell: str, sequence_fn, inputs, *, initial_carry, seq_lengths,
-           deterministic, rng, return_carry, time_major, reverse, keep_order):
+  @nn.compact
+  def __call__(self, inputs, *, initial_carry=None, seq_lengths=None,
+               deterministic: bool | None = None, rng: jax.Array | None = None,
+               return_carry: bool | None = None, time_major: bool | None = None,
+               reverse: bool | None = None, keep_order: bool | None = None):
+    """Runs the whole sequence.
+
+    Args:
+      inputs: ``(B, T, D)`` (``(T, B, D)`` if ``time_major``).
+      initial_carry: optional initial carry (zeros by default).
+      seq_lengths: optional ``(B,)`` integer lengths; past its length a sequence's
+        carry is frozen and its outputs are zero (``nn.RNN`` leaves them
+        unspecified); the carry returned is the one at the last valid step.
+      deterministic, rng, return_carry, time_major, reverse, keep_order: override
+        the fields of the same names; ``rng`` is an explicit noise key. Step ``t``
+        uses ``jax.random.split(key, T)[t]``.
+
+    Returns:
+      ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
+    """
     deterministic = self.deterministic if deterministic is None else deterministic
     time_major = self.time_major if time_major is None else time_major
     inputs = recurrent.check_sequence_input(inputs, _in_features(self))
     sigmoid, tanh = _gates(self)
     key = _noise_key(self, deterministic or not self.noisy_gates, rng)
-    inputs, weights = _weights(self, cell, inputs.shape[-1], self.dtype, inputs)
-    carry, outputs = sequence_fn(
+    inputs, weights = _weights(self, self._cell, inputs.shape[-1], self.dtype, inputs)
+    carry, outputs = self._sequence_fn(
         inputs, weights, key, initial_carry=initial_carry, seq_lengths=seq_lengths,
         reverse=self.reverse if reverse is None else reverse,
         keep_order=self.keep_order if keep_order is None else keep_order,
@@ -372,32 +390,8 @@ class NoisyLSTM(_NoisySequenceBase):
   """
 
   noisy_gates: Sequence[str] = recurrent.LSTM_GATES
-
-  @nn.compact
-  def __call__(self, inputs, *, initial_carry=None, seq_lengths=None,
-               deterministic: bool | None = None, rng: jax.Array | None = None,
-               return_carry: bool | None = None, time_major: bool | None = None,
-               reverse: bool | None = None, keep_order: bool | None = None):
-    """Runs the whole sequence.
-
-    Args:
-      inputs: ``(B, T, D)`` (``(T, B, D)`` if ``time_major``).
-      initial_carry: optional initial carry (zeros by default).
-      seq_lengths: optional ``(B,)`` integer lengths; past its length a sequence's
-        carry is frozen and its outputs are zero (``nn.RNN`` leaves them
-        unspecified); the carry returned is the one at the last valid step.
-      deterministic, rng, return_carry, time_major, reverse, keep_order: override
-        the fields of the same names; ``rng`` is an explicit noise key. Step ``t``
-        uses ``jax.random.split(key, T)[t]``.
-
-    Returns:
-      ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
-    """
-    return self._run(
-        "lstm", recurrent.lstm_sequence, inputs, initial_carry=initial_carry,
-        seq_lengths=seq_lengths, deterministic=deterministic, rng=rng,
-        return_carry=return_carry, time_major=time_major, reverse=reverse,
-        keep_order=keep_order)
+  _cell: ClassVar[str] = "lstm"
+  _sequence_fn: ClassVar[Callable[..., Any]] = staticmethod(recurrent.lstm_sequence)
 
 
 class NoisyGRU(_NoisySequenceBase):
@@ -435,29 +429,5 @@ class NoisyGRU(_NoisySequenceBase):
   """
 
   noisy_gates: Sequence[str] = recurrent.GRU_GATES
-
-  @nn.compact
-  def __call__(self, inputs, *, initial_carry=None, seq_lengths=None,
-               deterministic: bool | None = None, rng: jax.Array | None = None,
-               return_carry: bool | None = None, time_major: bool | None = None,
-               reverse: bool | None = None, keep_order: bool | None = None):
-    """Runs the whole sequence.
-
-    Args:
-      inputs: ``(B, T, D)`` (``(T, B, D)`` if ``time_major``).
-      initial_carry: optional initial carry (zeros by default).
-      seq_lengths: optional ``(B,)`` integer lengths; past its length a sequence's
-        carry is frozen and its outputs are zero (``nn.RNN`` leaves them
-        unspecified); the carry returned is the one at the last valid step.
-      deterministic, rng, return_carry, time_major, reverse, keep_order: override
-        the fields of the same names; ``rng`` is an explicit noise key. Step ``t``
-        uses ``jax.random.split(key, T)[t]``.
-
-    Returns:
-      ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
-    """
-    return self._run(
-        "gru", recurrent.gru_sequence, inputs, initial_carry=initial_carry,
-        seq_lengths=seq_lengths, deterministic=deterministic, rng=rng,
-        return_carry=return_carry, time_major=time_major, reverse=reverse,
-        keep_order=keep_order)
+  _cell: ClassVar[str] = "gru"
+  _sequence_fn: ClassVar[Callable[..., Any]] = staticmethod(recurrent.gru_sequence)

@@ -83,6 +83,23 @@ def _stream(rngs: nnx.Rngs | nnx.RngStream | None, collection: str):
   return nnx.data(None)
 
 
+def init_noise_fields(module: nnx.Module, **gates) -> None:
+  """Sets ``<gate>_kind/_mode/_c/_alpha`` from ``gate=(kind, mode, c, alpha)``.
+
+  ``c`` and ``alpha`` default to :func:`noisy_jax.activations.reference_defaults`
+  and become :class:`NoiseScale` variables (annealable with :func:`set_noise_scale`).
+  """
+  for prefix, (kind, mode, c, alpha) in gates.items():
+    recurrent.check_gate_noise(recurrent.GateNoise(kind, mode), prefix)
+    default_c, default_alpha = activations.reference_defaults(mode, kind)
+    setattr(module, f"{prefix}_kind", kind)
+    setattr(module, f"{prefix}_mode", mode)
+    setattr(module, f"{prefix}_c", NoiseScale(
+        jnp.asarray(default_c if c is None else c, jnp.float32)))
+    setattr(module, f"{prefix}_alpha", NoiseScale(
+        jnp.asarray(default_alpha if alpha is None else alpha, jnp.float32)))
+
+
 class _NoisyNNXBase(nnx.Module):
   """Parameters, noise settings and key logic shared by the NNX cells and layers."""
 
@@ -121,18 +138,8 @@ class _NoisyNNXBase(nnx.Module):
     self.dtype = dtype
     self.param_dtype = param_dtype
     self.rng_collection = rng_collection
-    for prefix, kind, mode, c, alpha in (
-        ("sigmoid", sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
-        ("tanh", tanh_kind, tanh_mode, tanh_c, tanh_alpha),
-    ):
-      recurrent.check_gate_noise(recurrent.GateNoise(kind, mode), prefix)
-      default_c, default_alpha = activations.reference_defaults(mode, kind)
-      setattr(self, f"{prefix}_kind", kind)
-      setattr(self, f"{prefix}_mode", mode)
-      setattr(self, f"{prefix}_c", NoiseScale(
-          jnp.asarray(default_c if c is None else c, jnp.float32)))
-      setattr(self, f"{prefix}_alpha", NoiseScale(
-          jnp.asarray(default_alpha if alpha is None else alpha, jnp.float32)))
+    init_noise_fields(self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
+                      tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha))
     num_blocks = 4 if self._cell == "lstm" else 3
     self._weight_names = tuple(
         recurrent.weight_shapes(self._cell, in_features, hidden_features))

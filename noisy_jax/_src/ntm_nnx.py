@@ -139,18 +139,9 @@ class NTMCell(nnx_recurrent._NoisyNNXBase, nnx.RNNCellBase):
     self.dtype = dtype
     self.param_dtype = param_dtype
     self.rng_collection = rng_collection
-    for prefix, kind, mode, c, alpha in (
-        ("sigmoid", sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
-        ("tanh", tanh_kind, tanh_mode, tanh_c, tanh_alpha),
-    ):
-      recurrent.check_gate_noise(recurrent.GateNoise(kind, mode), prefix)
-      default_c, default_alpha = activations.reference_defaults(mode, kind)
-      setattr(self, f"{prefix}_kind", kind)
-      setattr(self, f"{prefix}_mode", mode)
-      setattr(self, f"{prefix}_c", nnx_recurrent.NoiseScale(
-          jnp.asarray(default_c if c is None else c, jnp.float32)))
-      setattr(self, f"{prefix}_alpha", nnx_recurrent.NoiseScale(
-          jnp.asarray(default_alpha if alpha is None else alpha, jnp.float32)))
+    nnx_recurrent.init_noise_fields(
+        self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
+        tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha))
     inits = ntm.initializers_for(controller, kernel_init, recurrent_kernel_init, bias_init,
                                  p_init, initial_state_init)
     self.controller = _ParamGroup(shapes["controller"], inits["controller"], param_dtype,

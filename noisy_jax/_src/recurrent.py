@@ -712,6 +712,21 @@ def _zeros_carry(batch: int, hidden: int, dtype, pair: bool):
   return (h, h) if pair else h
 
 
+def _check_sequence_args(weights, inputs, key, initial_carry, noisy_gates, all_gates,
+                         sigmoid, tanh, *, deterministic, time_major, pair):
+  """The argument checks ``lstm_sequence`` and ``gru_sequence`` share; zero carry default."""
+  hidden = jnp.shape(weights.recurrent_kernel)[0]
+  inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
+  noisy_gates = check_noisy_gates(noisy_gates, all_gates)
+  check_gate_noise(sigmoid, "sigmoid")
+  check_gate_noise(tanh, "tanh")
+  key = _check_keyed(key, deterministic or not noisy_gates)
+  if initial_carry is None:
+    batch = inputs.shape[1 if time_major else 0]
+    initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=pair)
+  return hidden, inputs, noisy_gates, key, initial_carry
+
+
 def lstm_sequence(
     inputs: jax.typing.ArrayLike,
     weights: LSTMWeights,
@@ -769,15 +784,9 @@ def lstm_sequence(
     (4, 5, 2)
   """
   weights = LSTMWeights(*weights)
-  hidden = jnp.shape(weights.recurrent_kernel)[0]
-  inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
-  noisy_gates = check_noisy_gates(noisy_gates, LSTM_GATES)
-  check_gate_noise(sigmoid, "sigmoid")
-  check_gate_noise(tanh, "tanh")
-  key = _check_keyed(key, deterministic or not noisy_gates)
-  if initial_carry is None:
-    batch = inputs.shape[1 if time_major else 0]
-    initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=True)
+  hidden, inputs, noisy_gates, key, initial_carry = _check_sequence_args(
+      weights, inputs, key, initial_carry, noisy_gates, LSTM_GATES, sigmoid, tanh,
+      deterministic=deterministic, time_major=time_major, pair=True)
   # Validated here, where a Python c is still concrete, not inside the scan.
   sigmoid = _resolve(sigmoid, (3 * hidden,))
   tanh = _resolve(tanh, (hidden,))
@@ -842,15 +851,9 @@ def gru_sequence(
     ((4, 2), (4, 5, 2))
   """
   weights = GRUWeights(*weights)
-  hidden = jnp.shape(weights.recurrent_kernel)[0]
-  inputs = check_sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
-  noisy_gates = check_noisy_gates(noisy_gates, GRU_GATES)
-  check_gate_noise(sigmoid, "sigmoid")
-  check_gate_noise(tanh, "tanh")
-  key = _check_keyed(key, deterministic or not noisy_gates)
-  if initial_carry is None:
-    batch = inputs.shape[1 if time_major else 0]
-    initial_carry = _zeros_carry(batch, hidden, inputs.dtype, pair=False)
+  hidden, inputs, noisy_gates, key, initial_carry = _check_sequence_args(
+      weights, inputs, key, initial_carry, noisy_gates, GRU_GATES, sigmoid, tanh,
+      deterministic=deterministic, time_major=time_major, pair=False)
   # Validated here, where a Python c is still concrete, not inside the scan.
   sigmoid = _resolve(sigmoid, (2 * hidden,))
   tanh = _resolve(tanh, (hidden,))

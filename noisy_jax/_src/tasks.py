@@ -47,6 +47,15 @@ def _check_int(value, argname: str, low: int, high: int | None = None) -> int:
   return value
 
 
+def _check_int_range(low, high, what: str, minimum: int) -> tuple[int, int]:
+  """Checks ``min_<what>`` and ``max_<what>``: ints ``>= minimum``, low <= high."""
+  low_name, high_name = f"min_{what}", f"max_{what}"
+  low = _check_int(low, low_name, minimum)
+  high = _check_int(high, high_name, minimum)
+  _check_range(low_name, low, high_name, high)
+  return low, high
+
+
 def _check_range(low_name: str, low: int, high_name: str, high: int) -> None:
   if low > high:
     raise ValueError(
@@ -285,9 +294,7 @@ def associative_recall(
   """
   key = noise.as_typed_key(key)
   batch_size = _check_int(batch_size, "batch_size", 1)
-  min_items = _check_int(min_items, "min_items", 2)
-  max_items = _check_int(max_items, "max_items", 2)
-  _check_range("min_items", min_items, "max_items", max_items)
+  min_items, max_items = _check_int_range(min_items, max_items, "items", 2)
   item_len = _check_int(item_len, "item_len", 1)
   bits = _check_int(bits, "bits", 1)
   high = _bound(items_high, max_items, "items_high", min_items, max_items)
@@ -378,9 +385,7 @@ def copy(
   """
   key = noise.as_typed_key(key)
   batch_size = _check_int(batch_size, "batch_size", 1)
-  min_length = _check_int(min_length, "min_length", 1)
-  max_length = _check_int(max_length, "max_length", 1)
-  _check_range("min_length", min_length, "max_length", max_length)
+  min_length, max_length = _check_int_range(min_length, max_length, "length", 1)
   bits = _check_int(bits, "bits", 1)
   high = _bound(length_high, max_length, "length_high", min_length, max_length)
   return _copy(key, high, batch_size, min_length, max_length, bits)
@@ -458,12 +463,8 @@ def repeat_copy(
   """
   key = noise.as_typed_key(key)
   batch_size = _check_int(batch_size, "batch_size", 1)
-  min_length = _check_int(min_length, "min_length", 1)
-  max_length = _check_int(max_length, "max_length", 1)
-  _check_range("min_length", min_length, "max_length", max_length)
-  min_repeats = _check_int(min_repeats, "min_repeats", 1)
-  max_repeats = _check_int(max_repeats, "max_repeats", 1)
-  _check_range("min_repeats", min_repeats, "max_repeats", max_repeats)
+  min_length, max_length = _check_int_range(min_length, max_length, "length", 1)
+  min_repeats, max_repeats = _check_int_range(min_repeats, max_repeats, "repeats", 1)
   bits = _check_int(bits, "bits", 1)
   return _repeat_copy(key, batch_size, min_length, max_length, min_repeats, max_repeats, bits)
 
