@@ -395,6 +395,38 @@ class _Run:
     raise NonFiniteLossError(message, step, runs, self.last_checkpoint)
 
 
+# Fields a resumed run may change: the budget, how often it logs, evaluates and saves.
+RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
+                     "checkpoint.every", "checkpoint.max_to_keep", "num_devices")
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for name, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f"{prefix}{name}."))
+    else:
+      flat[f"{prefix}{name}"] = value
+  return flat
+
+
+def _check_resumed_config(config: ml_collections.ConfigDict, saved_path: pathlib.Path) -> None:
+  """Refuses to resume a checkpoint under a config that trains something else."""
+  if not saved_path.exists():
+    return
+  saved = _flat(json.loads(saved_path.read_text()))
+  current = _flat(json.loads(config.to_json()))
+  changed = sorted(name for name in saved.keys() | current.keys()
+                   if name not in RESUMABLE_CHANGES and saved.get(name) != current.get(name))
+  if changed:
+    details = ", ".join(f"{name}: {saved.get(name)!r} -> {current.get(name)!r}"
+                        for name in changed)
+    raise validation.ConfigError(
+        f"{saved_path.parent} holds checkpoints of a different config ({details}). Fix: "
+        "use a new --workdir, or restore those fields; only "
+        f"{', '.join(RESUMABLE_CHANGES)} may change when resuming.")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
   """Trains ``config.num_seeds`` runs of ``config`` in ``workdir`` and evaluates them.
@@ -422,8 +454,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
-  if is_chief:
-    (workdir / "config.json").write_text(config.to_json(indent=2, sort_keys=True) + "\n")
 
   checkpointer = checkpoints.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
   abstract = jax.eval_shape(experiment.init_state, experiment.run_keys())
@@ -433,7 +463,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if state is None:
     state, start = experiment.init_state(experiment.run_keys()), 0
   else:
+    _check_resumed_config(config, workdir / "config.json")
     logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
+  if is_chief:
+    (workdir / "config.json").write_text(config.to_json(indent=2, sort_keys=True) + "\n")
   writer = metrics_lib.MetricWriter(workdir, resume_step=start, enabled=is_chief)
   run = _Run(experiment, writer, checkpointer)
   run.last_checkpoint = start if start else None

@@ -243,6 +243,22 @@ def test_resume_after_kill_matches_uninterrupted(counting_run, tmp_path, monkeyp
       metrics_lib.read_metrics(workdir))
 
 
+def test_resume_refuses_a_changed_config_but_extends_the_budget(mlp_run, tmp_path):
+  config, workdir, _ = mlp_run
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  changed = config.copy_and_resolve_references()
+  changed.optimizer.learning_rate = 0.5
+  with pytest.raises(validation.ConfigError,
+                     match=r"optimizer.learning_rate: 0.1 -> 0.5\). Fix: use a new --workdir"):
+    train.train_and_evaluate(changed, tmp_path, compiler_options=FAST)
+  longer = config.copy_and_resolve_references()
+  longer.train.num_steps = 6
+  result = train.train_and_evaluate(longer, tmp_path, compiler_options=FAST)
+  assert result["step"] == 6
+  assert [r["step"] for r in _records(tmp_path, "train")] == [2, 4, 6]
+
+
 def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
   config, workdir, uninterrupted = counting_run
   experiment = train.get_experiment(config, FAST)
