@@ -27,6 +27,7 @@ from experiments import checkpoints
 from experiments import main as main_lib
 from experiments import make_run
 from experiments import metrics as metrics_lib
+from experiments import paper_b_table1
 from experiments import report
 from experiments import train
 from experiments import validation
@@ -371,6 +372,24 @@ def test_report_plots_and_table(counting_run, mlp_run, runs_dir):
   for name in ("unique_integers", "deep_mlp"):
     png = (runs_dir / f"{name}_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_paper_b_table1_pools_the_two_learning_rates():
+  def run(variant, accuracies):
+    return {"config": {"name": "deep_mlp", "variant": variant},
+            "final": {"per_run": {"accuracy_pct": accuracies}}}
+  runs = [run("zero_clip10_noise_lr0.1", [95.0, 10.0]),
+          run("zero_clip10_noise_lr0.01", [10.0, 11.0]),
+          run("good_clip10_nonoise_lr0.1", [97.0]), run("smoke", [50.0]),
+          {"config": {"name": "deep_mlp", "variant": "simple_noclip_noise_lr0.1"}, "final": None}]
+  good, zero = paper_b_table1.pooled_rows(runs)  # the paper's order: good init first
+  assert zero["setting"] == ("zero", "clip10", "noise") and zero["runs"] == 4
+  assert (zero["best"], zero["average"], zero["above_90"]) == (95.0, 31.5, 1)
+  assert zero["rates"] == {"0.01": 10.5, "0.1": 52.5} and zero["paper"] == (94.5, 49.7)
+  assert good["runs"] == 1
+  text = paper_b_table1.markdown([zero])
+  assert ("| zero clip10 noise | 4 | 95.0 | 31.5 | lr 0.01: 10.5, lr 0.1: 52.5 | 1 | 94.5 | 49.7 |"
+          in text)
 
 
 def test_metric_writer_drops_records_past_the_resumed_step(tmp_path):
