@@ -3,7 +3,7 @@
 Variants (``--config=configs/associative_recall.py:<variant>``):
 
   regular          NTM with a plain sigmoid/tanh LSTM controller ("Regular NTM Controller")
-  noisy_annealed   NTM whose controller and head gates are noisy (NAN), c annealed 30 -> 0.5
+  noisy_annealed   NTM whose controller and head gates are noisy (NAN), c annealed from 30
   lstm             an LSTM without memory (Graves et al.'s baseline)
   smoke            a few steps of a tiny NTM, for the tests
 
@@ -50,7 +50,7 @@ def get_config(variant: str = "noisy_annealed") -> ml_collections.ConfigDict:
   if variant == "lstm":
     config.model = ml_collections.ConfigDict()
     config.model.name = "lstm"  # A plain LSTM with a Dense bit readout.
-    config.model.hidden_size = 256  # Graves et al.'s LSTM baseline has 3 x 256 units.
+    config.model.hidden_size = 256  # One layer of 256 (Graves et al.'s baseline stacks 3 x 256).
     config.model.unroll = 1  # Scan steps unrolled per loop iteration (speed only).
 
   if variant == "smoke":

@@ -3,7 +3,7 @@
 Variants (``--config=configs/copy.py:<variant>``):
 
   regular                NTM, plain sigmoid/tanh LSTM controller, copy of 1..20 vectors
-  noisy_annealed         NTM, noisy (NAN) controller and head gates, c annealed 30 -> 0.5
+  noisy_annealed         NTM, noisy (NAN) controller and head gates, c annealed from 30
   repeat_regular         as regular, on repeat copy (1..10 vectors, 1..10 repeats)
   repeat_noisy_annealed  as noisy_annealed, on repeat copy
   smoke                  a few steps of a tiny NTM, for the tests

@@ -1,6 +1,8 @@
 """Orbax checkpoints of the whole training state, with fallback past a corrupt checkpoint."""
 
 import pathlib
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -33,6 +35,10 @@ def _from_storable(tree: Any, abstract: Any) -> Any:
                       tree, abstract)
 
 
+class CheckpointError(RuntimeError):
+  """Checkpoints exist but none can be restored."""
+
+
 class Checkpointer:
   """Saves every ``every`` steps, keeps the last ``max_to_keep``, restores the newest readable.
 
@@ -57,7 +63,9 @@ class Checkpointer:
 
     A checkpoint that fails to restore (truncated or corrupt files) is skipped with
     a warning and the previous one is tried; once one restores, the unreadable
-    newer ones are deleted, so that the resumed run can save those steps again.
+    newer ones are moved to ``<workdir>/unreadable_checkpoints`` (so that the
+    resumed run can save those steps again). If checkpoints exist but none
+    restores, this raises :class:`CheckpointError` instead of starting afresh.
 
     Args:
       abstract_state: ``jax.ShapeDtypeStruct`` leaves (with shardings) of the state.
@@ -77,11 +85,28 @@ class Checkpointer:
             str(error)[:300])
         unreadable.append(step)
         continue
-      for bad in unreadable:
-        logging.warning("Deleting the unreadable checkpoint at step %d.", bad)
-        self._manager.delete(bad)
+      self._set_aside(unreadable)
       return _from_storable(restored, abstract_state), step
+    if unreadable:
+      raise CheckpointError(
+          f"No checkpoint in {self.directory} restores (steps {sorted(unreadable)}; see the "
+          "warnings above). Fix: if the config changed shape (e.g. num_seeds or a model "
+          "size), use a new --workdir; to start this run afresh, move the checkpoints "
+          "directory away.")
     return None, None
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Moves unreadable step directories to ``unreadable_checkpoints/`` (nothing is deleted)."""
+    if not steps:
+      return
+    aside = self.directory.parent / "unreadable_checkpoints"
+    aside.mkdir(exist_ok=True)
+    for step in steps:
+      source = self.directory / str(step)
+      target = aside / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
+      logging.warning("Moving the unreadable checkpoint at step %d to %s.", step, target)
+      shutil.move(source, target)
+    self._manager.reload()
 
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())

@@ -45,7 +45,8 @@ class MetricWriter:
 
   Args:
     workdir: the run's directory.
-    resume_step: the step the run starts from; later records are dropped.
+    resume_step: the step the run starts from; later records are dropped (all of
+      them if 0).
     tensorboard: also write TensorBoard event files (if tensorboardX is installed).
     enabled: False makes every method a no-op (the non-chief hosts of a multi-host run).
   """
@@ -58,7 +59,8 @@ class MetricWriter:
       return
     self._path = pathlib.Path(workdir) / METRICS_FILE
     self._path.parent.mkdir(parents=True, exist_ok=True)
-    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step]
+    # A fresh start (resume_step 0) keeps nothing: its step-0 evaluation is redone.
+    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step] if resume_step else []
     self._path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     self._file = self._path.open("a")
     if tensorboard:

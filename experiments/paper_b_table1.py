@@ -28,6 +28,10 @@ def pooled_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if config["name"] != "deep_mlp" or final is None or config["variant"] == "smoke":
       continue
     init, clip, noise, rate = config["variant"].split("_")
+    if rate[2:] in groups[(init, clip, noise)]:
+      raise ValueError(
+          f"Two finished runs of deep_mlp:{config['variant']} (one is {run.get('dir')}). "
+          "Fix: pass a --workdir that holds one run per variant.")
     groups[(init, clip, noise)][rate[2:]] = np.asarray(final["per_run"]["accuracy_pct"])
   rows = []
   for (init, clip, noise), by_rate in groups.items():

@@ -369,7 +369,10 @@ class _Run:
       bad = ~(np.isfinite(m["loss"]) & np.isfinite(m["grad_norm"]))
       if bad.any():
         self.raise_non_finite(s, [int(i) for i in np.flatnonzero(bad)], m)
-    if not log or not fetched:
+    if not log:
+      self.pending = fetched  # checked, and still part of the next logged window
+      return {}
+    if not fetched:
       return {}
     window = {name: np.mean([m[name] for _, m in fetched], axis=0) for name in fetched[-1][1]}
     elapsed = time.perf_counter() - self.window_start
@@ -389,15 +392,18 @@ class _Run:
         f"(run i uses key fold_in(key({config.seed}), i)): loss="
         f"{[float(metrics['loss'][i]) for i in runs]}, grad_norm="
         f"{[float(metrics['grad_norm'][i]) for i in runs]}. Training stopped; {where}. "
-        "Fix: lower optimizer.learning_rate, clip (optimizer.clip_norm), or check the "
-        "noise scale.")
+        "Fix: rerun with the same --workdir and a lower --config.optimizer.learning_rate "
+        "or clipping (--config.optimizer.clip_norm / clip_value), which resumes from that "
+        "checkpoint, or check the noise scale.")
     self.writer.write(step, "nonfinite", {"runs": np.asarray(runs)})
     raise NonFiniteLossError(message, step, runs, self.last_checkpoint)
 
 
-# Fields a resumed run may change: the budget, how often it logs, evaluates and saves.
+# Fields a resumed run may change: the budget, how often it logs, evaluates and saves,
+# the devices, and the step size and clipping (to get past a non-finite loss).
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
-                     "checkpoint.every", "checkpoint.max_to_keep", "num_devices")
+                     "checkpoint.every", "checkpoint.max_to_keep", "num_devices",
+                     "optimizer.learning_rate", "optimizer.clip_norm", "optimizer.clip_value")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -416,8 +422,13 @@ def _check_resumed_config(config: ml_collections.ConfigDict, saved_path: pathlib
     return
   saved = _flat(json.loads(saved_path.read_text()))
   current = _flat(json.loads(config.to_json()))
-  changed = sorted(name for name in saved.keys() | current.keys()
-                   if name not in RESUMABLE_CHANGES and saved.get(name) != current.get(name))
+  differ = sorted(name for name in saved.keys() | current.keys()
+                  if saved.get(name) != current.get(name))
+  for name in differ:
+    if name in RESUMABLE_CHANGES:
+      logging.warning("Resuming with %s changed: %r -> %r.", name, saved.get(name),
+                      current.get(name))
+  changed = [name for name in differ if name not in RESUMABLE_CHANGES]
   if changed:
     details = ", ".join(f"{name}: {saved.get(name)!r} -> {current.get(name)!r}"
                         for name in changed)
@@ -459,11 +470,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   abstract = jax.eval_shape(experiment.init_state, experiment.run_keys())
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.replicated), abstract)
-  state, start = checkpointer.restore_latest(abstract)
+  try:
+    if checkpointer.all_steps():
+      _check_resumed_config(config, workdir / "config.json")
+    state, start = checkpointer.restore_latest(abstract)
+    if start is not None and start > config.train.num_steps:
+      raise validation.ConfigError(
+          f"{workdir} holds a checkpoint at step {start}, past train.num_steps="
+          f"{config.train.num_steps}. Fix: pass --config.train.num_steps >= {start}, or "
+          "use a new --workdir.")
+  except BaseException:
+    checkpointer.close()
+    raise
   if state is None:
     state, start = experiment.init_state(experiment.run_keys()), 0
   else:
-    _check_resumed_config(config, workdir / "config.json")
     logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
   if is_chief:
     (workdir / "config.json").write_text(config.to_json(indent=2, sort_keys=True) + "\n")
@@ -491,8 +512,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         window = run.check_and_log(step, log)
         if window:
           progress.update(step, f"loss {float(np.mean(window['loss'])):.4g}")
-      if step % config.train.eval_every == 0 and step != num_steps:
-        evaluate(step)
+      # The last evaluation precedes the last save, so a run killed between the two
+      # redoes both and one restored at num_steps has its whole record.
+      if step % config.train.eval_every == 0 or step == num_steps:
+        final = evaluate(step)
       if save:
         finite = _fetch(experiment.params_finite(state.params))
         if not finite.all():
@@ -501,8 +524,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                 "grad_norm": _fetch(step_metrics["grad_norm"])})
         checkpointer.save(step, state)
         run.last_checkpoint = step
-    final = evaluate(num_steps) if start < num_steps else _fetch(
-        experiment.evaluate(state, eval_set))
+    if start == num_steps:
+      final = _fetch(experiment.evaluate(state, eval_set))
   finally:
     progress.close()
     writer.close()

@@ -292,6 +292,10 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
     problems.append(
         f"noise.mode={noise.mode!r} needs a model with saturating units (lstm_mlp, lstm, "
         "ntm); the mlp has ReLUs. Paper B's noise is optimizer.gradient_noise_eta.")
+  for name in ("c", "alpha"):
+    if noise.mode == "none" and noise[name] is not None:
+      problems.append(f"noise.{name}={noise[name]} with noise.mode='none' has no effect; set "
+                      "noise.mode or leave it None.")
   if noise.anneal and noise.mode == "none":
     problems.append("noise.anneal=True with noise.mode='none' anneals nothing; set noise.mode.")
   if noise.anneal and noise.c_final > noise.c0:

@@ -108,7 +108,8 @@ def test_every_field_is_commented_where_it_is_defined(module):
 def test_table_variants_carry_the_papers_numbers():
   assert unique_integers.get_config("nan_annealed").paper.value == 9.53
   assert unique_integers.get_config("reference").paper.value == 33.28
-  assert deep_mlp.get_config("zero_clip10_noise_lr0.1").paper.value == 49.7
+  zero_noise = deep_mlp.get_config("zero_clip10_noise_lr0.1").paper
+  assert zero_noise.value is None and "best 94.5 %, average 49.7 %" in zero_noise.source
   zero = deep_mlp.get_config("zero_clip10_nonoise_lr0.01")
   assert (zero.model.init, zero.optimizer.clip_norm, zero.optimizer.gradient_noise_eta,
           zero.optimizer.learning_rate) == ("zero", 10.0, 0.0, 0.01)
@@ -142,6 +143,8 @@ def test_invalid_configs_fail_before_compiling(tmp_path, monkeypatch):
     (lambda c: c.noise.__setattr__("c_final", 40.0), "noise.c_final=40.0 is larger"),
     (lambda c: c.eval.__setattr__("metric", "bit_errors"), "eval.metric='bit_errors'"),
     (lambda c: c.task.__setattr__("curriculum_start", 30), "curriculum_start=30 is longer"),
+    (lambda c: c.noise.update({"mode": "none", "anneal": False, "c": 1.0}),
+     "noise.c=1.0 with noise.mode='none' has no effect"),
 ])
 def test_impossible_values(change, expected):
   config = unique_integers.get_config("smoke")
@@ -244,17 +247,26 @@ def test_resume_after_kill_matches_uninterrupted(counting_run, tmp_path, monkeyp
       metrics_lib.read_metrics(workdir))
 
 
-def test_resume_refuses_a_changed_config_but_extends_the_budget(mlp_run, tmp_path):
+def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(mlp_run, tmp_path):
   config, workdir, _ = mlp_run
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
   changed = config.copy_and_resolve_references()
-  changed.optimizer.learning_rate = 0.5
+  changed.optimizer.gradient_noise_eta = 0.3
   with pytest.raises(validation.ConfigError,
-                     match=r"optimizer.learning_rate: 0.1 -> 0.5\). Fix: use a new --workdir"):
+                     match=r"optimizer.gradient_noise_eta: 0.01 -> 0.3\). Fix: use a new --workdir"):
     train.train_and_evaluate(changed, tmp_path, compiler_options=FAST)
+  more_seeds = config.copy_and_resolve_references()
+  more_seeds.num_seeds = 3  # a different state shape: refused before any restore
+  with pytest.raises(validation.ConfigError, match=r"num_seeds: 2 -> 3"):
+    train.train_and_evaluate(more_seeds, tmp_path, compiler_options=FAST)
+  shorter = config.copy_and_resolve_references()
+  shorter.train.num_steps = 2
+  with pytest.raises(validation.ConfigError, match=r"checkpoint at step 4, past train.num_steps=2"):
+    train.train_and_evaluate(shorter, tmp_path, compiler_options=FAST)
   longer = config.copy_and_resolve_references()
   longer.train.num_steps = 6
+  longer.optimizer.learning_rate = 0.05  # allowed: how a run gets past a non-finite loss
   result = train.train_and_evaluate(longer, tmp_path, compiler_options=FAST)
   assert result["step"] == 6
   assert [r["step"] for r in _records(tmp_path, "train")] == [2, 4, 6]
@@ -279,6 +291,8 @@ def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
   np.testing.assert_array_equal(jax.random.key_data(restored.keys), jax.random.key_data(state.keys))
   jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
   assert not (tmp_path / "checkpoints" / "2").exists()
+  set_aside, = (tmp_path / "unreadable_checkpoints").glob("2.*")  # moved, not deleted
+  assert (set_aside / "default" / "_METADATA").read_text() == "{corrupt"
 
 
 def test_checkpointer_keeps_the_last_k(counting_run, tmp_path):
@@ -301,6 +315,48 @@ def test_resume_from_corrupt_latest_reaches_same_result(counting_run, tmp_path, 
     resumed = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
   assert "Checkpoint at step 4" in caplog.text
   assert resumed["per_run"] == uninterrupted["per_run"]
+
+
+def test_no_readable_checkpoint_stops_instead_of_starting_afresh(counting_run, tmp_path):
+  config, workdir, _ = counting_run
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  for step in (2, 4):
+    (tmp_path / "checkpoints" / str(step) / "default" / "_METADATA").write_text("{corrupt")
+  records = metrics_lib.read_metrics(tmp_path)
+  with pytest.raises(checkpoints.CheckpointError, match=r"steps \[2, 4\].*Fix: "):
+    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert metrics_lib.read_metrics(tmp_path) == records  # nothing overwritten
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
+
+
+def test_rerunning_a_finished_run_changes_nothing(counting_run, tmp_path):
+  config, workdir, uninterrupted = counting_run
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
+  again = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert again["per_run"] == uninterrupted["per_run"]
+  assert metrics_lib.read_metrics(tmp_path) == metrics_lib.read_metrics(workdir)
+
+
+def test_killed_before_the_first_checkpoint_restarts_cleanly(counting_run, tmp_path,
+                                                            monkeypatch):
+  config, workdir, uninterrupted = counting_run
+  experiment = train.get_experiment(config, FAST)
+  compiled_step = experiment.train_step
+
+  def killed(state, data):
+    raise KeyboardInterrupt("killed")
+
+  monkeypatch.setattr(experiment, "train_step", killed)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [0]  # the step-0 eval
+  monkeypatch.setattr(experiment, "train_step", compiled_step)
+  restarted = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  assert restarted["per_run"] == uninterrupted["per_run"]
+  assert _without_timing(metrics_lib.read_metrics(tmp_path)) == _without_timing(
+      metrics_lib.read_metrics(workdir))  # no second step-0 record
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(counting_run, tmp_path,
@@ -335,6 +391,7 @@ def test_eight_devices_match_one_device(counting_run, tmp_path):
   single = config.copy_and_resolve_references()
   single.num_devices = 1
   result = train.train_and_evaluate(single, tmp_path, compiler_options=FAST)
+  assert len(_records(workdir, "train")) == len(_records(tmp_path, "train")) == 2
   for a, b in zip(_records(workdir, "train"), _records(tmp_path, "train")):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
     np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=2e-4)
@@ -387,6 +444,8 @@ def test_paper_b_table1_pools_the_two_learning_rates():
   assert (zero["best"], zero["average"], zero["above_90"]) == (95.0, 31.5, 1)
   assert zero["rates"] == {"0.01": 10.5, "0.1": 52.5} and zero["paper"] == (94.5, 49.7)
   assert good["runs"] == 1
+  with pytest.raises(ValueError, match="Two finished runs of deep_mlp:good_clip10_nonoise_lr0.1"):
+    paper_b_table1.pooled_rows(runs + [run("good_clip10_nonoise_lr0.1", [96.0])])
   text = paper_b_table1.markdown([zero])
   assert ("| zero clip10 noise | 4 | 95.0 | 31.5 | lr 0.01: 10.5, lr 0.1: 52.5 | 1 | 94.5 | 49.7 |"
           in text)

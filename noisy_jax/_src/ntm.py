@@ -249,12 +249,16 @@ def _clip(x, clip_value):
 
 
 def _gate(x, key, p, gate: recurrent.GateNoise, noisy: bool, deterministic: bool):
-  """A sigmoid-family gate: noisy (Eq. 12 or 14-15) or plain, then kept in [0, 1]."""
+  """A sigmoid-family gate: noisy (Eq. 12 or 14-15) or plain, then kept in [0, 1].
+
+  The clip is straight-through: its forward value is in [0, 1], its gradient is
+  that of the noisy unit, so a saturated gate keeps Eq. 10's gradient.
+  """
   if not noisy:
     return activations.activation(x, kind=gate.kind)
   y = activations.noisy_activation(x, key, p, gate.c, gate.alpha, gate.mode, kind=gate.kind,
                                    deterministic=deterministic)
-  return jnp.clip(y, 0.0, 1.0)
+  return y + jax.lax.stop_gradient(jnp.clip(y, 0.0, 1.0) - y)
 
 
 def _feedforward_step(x, weights: FeedForwardWeights, key, tanh: recurrent.GateNoise,
@@ -378,7 +382,9 @@ def ntm_step(
   Note:
     The noisy interpolation and erase gates are clipped to [0, 1] after the
     noise: Eq. 12's output leaves [0, 1] when a gate saturates, and Eqs. 3 and
-    7 need a fraction. Collier and Beel clip the controller's output; this also
+    7 need a fraction. The clip is straight-through (its gradient is the noisy
+    unit's), since a plain clip would zero the gradient that the noise gives a
+    saturated gate (Paper A, Eq. 10) just where it matters. Collier and Beel clip the controller's output; this also
     clips its input and (for the LSTM) its state, which keeps the noisy LSTM's
     state finite when Eq. 12's linear term (``alpha != 1``) grows with huge
     inputs or a large ``c``. The read heads read :math:`\mathbf{M}_{t-1}` before
@@ -403,6 +409,7 @@ def ntm_step(
   state = _check_state(state, weights, controller)
   inputs = recurrent.check_step_input(inputs, None)
   deterministic = bool(deterministic)
+  deterministic = deterministic or not noisy_gates
   key = recurrent._check_keyed(key, deterministic)
   controller_key, gate_key, erase_key = (
       (None,) * 3 if deterministic else jax.random.split(key, 3))
@@ -620,7 +627,7 @@ class NTMCell(linen_recurrent._NoisyCellBase):
                            self.memory_width, self.num_read_heads, self.num_write_heads,
                            self.shift_range)
     sigmoid, tanh = linen_recurrent._gates(self)
-    key = linen_recurrent._noise_key(self, deterministic, rng)
+    key = linen_recurrent._noise_key(self, deterministic or not self.noisy_gates, rng)
     inits = initializers_for(self.controller, self.kernel_init, self.recurrent_kernel_init,
                              self.bias_init, self.p_init, self.initial_state_init)
     params = {

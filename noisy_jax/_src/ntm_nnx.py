@@ -169,7 +169,7 @@ class NTMCell(nnx_recurrent._NoisyNNXBase, nnx.RNNCellBase):
     inputs = recurrent.check_step_input(inputs, self.in_features)
     deterministic = self.deterministic if deterministic is None else deterministic
     sigmoid, tanh = self._gates()
-    key = self._key(deterministic, rngs)
+    key = self._key(deterministic or not self.noisy_gates, rngs)
     params = {"controller": self.controller.values(),
               **{name: getattr(self, name)[...] for name in self._param_names}}
     leaves, treedef = jax.tree.flatten(params)
