@@ -252,7 +252,10 @@ def bench_torch(torch, repeats: int) -> dict[str, Any]:
   On a CPU, PyTorch runs single-threaded: on a loaded 2-core machine its thread
   hand-offs made a step 10-50x slower and erratic, which would flatter JAX.
   """
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+  device = harness.torch_device(torch)
+  if device is None:
+    print("  torch has no device of JAX's kind here: the PyTorch row is skipped", flush=True)
+    return None
   if device == "cpu":
     torch.set_num_threads(1)
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -370,6 +373,7 @@ def main(outdir=None, *, repeats: int | None = None, train_copy_task: bool | Non
   else:
     print("  torch eager NTM ...", flush=True)
     results["torch"] = bench_torch(torch, max(5, repeats // 2))
+  if results["torch"] is not None:
     ratio = results["torch"]["torch_over_jax_noisy"]
     print(f"    torch eager ({results['torch']['device']}) {results['torch']['steps_per_s']:.2f} "
           f"steps/s; torch time / JAX noisy time {ratio:.1f} (H100 target >= {TORCH_TARGET})")

@@ -243,8 +243,11 @@ def torch_candidates(torch, cell: str, shape, device: str) -> dict[str, Callable
   return {kind: cudnn, f"torch eager noisy {cell.upper()} (per-step loop)": eager_noisy}
 
 
-def bench_torch(torch, cell: str, shape, repeats: int) -> dict[str, Any]:
-  device = "cuda" if torch.cuda.is_available() else "cpu"
+def bench_torch(torch, cell: str, shape, repeats: int) -> dict[str, Any] | None:
+  device = harness.torch_device(torch)
+  if device is None:
+    print("  torch has no device of JAX's kind here: PyTorch rows skipped", flush=True)
+    return None
   sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
   results = {}
   for name, step in torch_candidates(torch, cell, shape, device).items():
@@ -284,10 +287,10 @@ def _targets(cell: str, run: dict[str, Any]) -> dict[str, Any]:
   return targets
 
 
-def _fmt_ratio(value, bound: str, absolute: bool, met: bool | None) -> str:
+def _fmt_ratio(value, bound: str, judge: bool, met: bool | None) -> str:
   if value is None:
     return "pending (GPU run)"
-  judged = f", {'met' if met else 'missed'}" if absolute else ""
+  judged = f", {'met' if met else 'missed'}" if judge else ""
   return f"{value:.2f} (H100 target {bound}{judged})"
 
 
@@ -309,6 +312,7 @@ def _in_name_order(by_name: dict[str, Any], cell: str) -> list[str]:
 def _table(results: dict[str, Any]) -> str:
   env, config = results["environment"], results["config"]
   absolute = env["platform"] != "cpu"
+  judge = "H100" in env["device"]  # the targets are H100 targets
   lines = [
       f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
       f"`{env['git_sha'][:10]}`, {env['time']}: float32 fwd+bwd of `sum(outputs**2)` "
@@ -343,24 +347,24 @@ def _table(results: dict[str, Any]) -> str:
       lines.append(f"| `{name}` | unavailable on this backend ({reason.split(':')[0]}) | - |"
                    + (" - |" if absolute else ""))
     if run.get("torch") is None:
-      lines.append("| PyTorch rows | skipped: torch not importable | - |" + (" - |" if absolute else ""))
+      lines.append("| PyTorch rows | skipped: torch not importable or without a device of JAX's kind | - |" + (" - |" if absolute else ""))
     lines.append("")
     t = run["targets"]
     ours = OURS[cell]
     notes = [
-        f"{ours} / flax time {_fmt_ratio(t['time_over_flax'], f'<= {FLAX_TARGET}', absolute, t['time_over_flax'] <= FLAX_TARGET)}",
-        f"peak memory / flax {_fmt_ratio(t['memory_over_flax'], f'<= {MEMORY_TARGET}', absolute, (t['memory_over_flax'] or 0) <= MEMORY_TARGET)}",
+        f"{ours} / flax time {_fmt_ratio(t['time_over_flax'], f'<= {FLAX_TARGET}', judge, t['time_over_flax'] <= FLAX_TARGET)}",
+        f"peak memory / flax {_fmt_ratio(t['memory_over_flax'], f'<= {MEMORY_TARGET}', judge, (t['memory_over_flax'] or 0) <= MEMORY_TARGET)}",
     ]
     if cell == "lstm":  # jax.experimental.rnn has no GRU
       notes.append(f"{ours} / {CUDNN} time "
-                   + _fmt_ratio(t.get("time_over_cudnn"), f"<= {CUDNN_TARGET}", absolute,
+                   + _fmt_ratio(t.get("time_over_cudnn"), f"<= {CUDNN_TARGET}", judge,
                                 (t.get("time_over_cudnn") or 0) <= CUDNN_TARGET))
     notes += [
         f"{ours} / torch cuDNN time "
-        + _fmt_ratio(t.get("time_over_torch_cudnn"), f"<= {CUDNN_TARGET}", absolute,
+        + _fmt_ratio(t.get("time_over_torch_cudnn"), f"<= {CUDNN_TARGET}", judge,
                      (t.get("time_over_torch_cudnn") or 0) <= CUDNN_TARGET),
         "torch eager noisy / ours time "
-        + _fmt_ratio(t.get("torch_eager_over_ours"), f">= {TORCH_EAGER_TARGET}", absolute,
+        + _fmt_ratio(t.get("torch_eager_over_ours"), f">= {TORCH_EAGER_TARGET}", judge,
                      (t.get("torch_eager_over_ours") or 0) >= TORCH_EAGER_TARGET),
     ]
     lines.append(f"- {cell.upper()} {tuple(shape)}: " + "; ".join(notes) + ".")
@@ -410,7 +414,7 @@ def main(outdir=None, *, shapes=None, small: bool | None = None, repeats: int | 
             "cell": cell, "shape": list(shape), "peak_bytes": memory_only(cell, shape)}
   path = harness.save(SECTION, results, outdir)
   print(f"  wrote {path}")
-  if markdown:
+  if markdown and outdir is None:  # a run into another folder is a scratch run
     results["environment"] = harness.environment()
     harness.update_markdown("bench_recurrent", MARKDOWN_HEADING, _table(results))
   return results
@@ -433,7 +437,7 @@ if __name__ == "__main__":
   parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
   parser.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
   parser.add_argument("--outdir", default=None)
-  parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone")
+  parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone (so does --outdir)")
   flags = parser.parse_args()
   main(flags.outdir, shapes=flags.shapes, small=flags.small, repeats=flags.repeats,
        cells=tuple(flags.cells), markdown=not flags.no_markdown)

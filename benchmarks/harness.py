@@ -133,6 +133,18 @@ def environment() -> dict[str, Any]:
   }
 
 
+def torch_device(torch) -> str | None:
+  """The torch device on the same kind of hardware as JAX's, or None if torch has none.
+
+  A torch row measured on another kind of device than the JAX rows (e.g. CPU-only
+  torch on a GPU machine) would make a meaningless ratio, so it is skipped.
+  """
+  platform = jax.devices()[0].platform
+  if platform == "gpu":
+    return "cuda" if torch.cuda.is_available() else None
+  return "cpu" if platform == "cpu" else None
+
+
 def device_slug() -> str:
   """File-name-safe name of the first device, e.g. ``nvidia_h100_80gb_hbm3`` or ``cpu``."""
   device = jax.devices()[0]

@@ -107,6 +107,12 @@ class NTM(nn.Module):
   no noise); otherwise every gate of the controller and of the heads is noisy, all
   with the step's ``c`` (Paper A: "NTM with noisy activations in the controller,
   with annealed noise").
+
+  Note:
+    Making the heads' interpolation and erase gates noisy too is our reading: the
+    paper names only the controller, but those gates are the controller's
+    outputs passed through saturating units. ``noisy_gates`` of
+    :class:`noisy_jax.nn.NTMCell` restricts the noise to the controller.
   """
 
   num_outputs: int  # bits per output step
