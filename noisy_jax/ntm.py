@@ -21,9 +21,11 @@ from noisy_jax._src.ntm import initial_state as initial_state
 from noisy_jax._src.ntm import ntm_step as ntm_step
 from noisy_jax._src.ntm import weight_shapes as weight_shapes
 from noisy_jax._src.ntm_nnx import NTMCell as NNXNTMCell
+from noisy_jax._src.recurrent import GateNoise as GateNoise
 
 __all__ = (
     "FeedForwardWeights",
+    "GateNoise",
     "NNXNTMCell",
     "NTMCell",
     "NTMState",

@@ -296,9 +296,11 @@ def test_bad_input_raises_clear_errors(kwargs, error, match):
 
 
 def test_traced_c_is_not_validated_but_works():
-  y = jax.jit(lambda c: noisy_jax.noisy_hard_tanh(jnp.ones(3) * 4, jax.random.key(0), 1.0, c))(
-      1.0)
-  assert y.shape == (3,)
+  x = jnp.ones(3) * 4
+  y = jax.jit(lambda c: noisy_jax.noisy_hard_tanh(x, jax.random.key(0), 1.0, c))(1.0)
+  np.testing.assert_allclose(y, noisy_jax.noisy_hard_tanh(x, jax.random.key(0), 1.0, 1.0),
+                             rtol=1e-6)
+  assert not np.allclose(y, 1.0)  # saturated and noisy
 
 
 def test_jax_random_noise_impl_matches_reference():

@@ -13,6 +13,7 @@ from jax.test_util import check_grads
 import noisy_jax.nn
 import noisy_jax.nnx
 from noisy_jax import ntm
+from noisy_jax._src import ntm as ntm_src
 from noisy_jax._src import recurrent
 from tests import reference_ntm
 
@@ -258,6 +259,25 @@ def test_nnx_cell_under_nnx_rnn_and_same_numbers_as_linen():
 
   got, want = both(state, jax.random.key(5))
   chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_cell_without_noisy_gates_needs_no_noise_key():
+  cell, _, params = _linen_params(noisy_gates=())
+  xs = jax.random.normal(jax.random.key(1), (B, T, D))
+  ys = noisy_jax.nn.noisy_rnn(cell).apply({"params": {"cell": params}}, xs)  # no rngs
+  chex.assert_shape(ys, (B, T, OUT))
+  nnx_cell = noisy_jax.nnx.NTMCell(D, noisy_gates=(), rngs=nnx.Rngs(params=0), **CELL)
+  carry = nnx_cell.initialize_carry((B, D))
+  chex.assert_tree_all_finite(nnx_cell(carry, xs[:, 0]))
+
+
+def test_noisy_head_gates_stay_in_unit_interval_and_keep_their_gradient():
+  gate = recurrent.GateNoise("hard_sigmoid", "nan", c=1.0)
+  x = jnp.array([-6.0, -3.0, 0.5, 3.0, 6.0])
+  y = ntm_src._gate(x, jax.random.key(0), 1.0, gate, True, False)  # pylint: disable=protected-access
+  assert jnp.all((y >= 0) & (y <= 1)) and y[2] == 0.25 * 0.5 + 0.5  # unsaturated: u(x), Eq. 3
+  grad = jax.grad(lambda x: ntm_src._gate(x, jax.random.key(0), 1.0, gate, True, False).sum())(x)
+  assert np.all(np.asarray(grad)[[0, 1, 3, 4]] != 0)  # saturated: Eq. 10's gradient survives
 
 
 def test_check_grads_through_one_full_step():

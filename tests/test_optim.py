@@ -298,7 +298,8 @@ def test_no_retrace_over_steps():
     [(AxisType.Auto, "hash"), (AxisType.Explicit, "hash"), (AxisType.Auto, "jax")],
 )
 def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type, impl):
-  assert jax.device_count() == 8
+  if jax.device_count() != 8:
+    pytest.skip("needs the 8 simulated CPU devices of conftest.py (XLA_FLAGS, JAX_PLATFORMS=cpu)")
   mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(axis_type,) * 2)
   grads = {"w": jnp.zeros((64, 32)), "b": jnp.zeros((32,), jnp.bfloat16)}
   shardings = {"w": NamedSharding(mesh, P("data", "model")), "b": NamedSharding(mesh, P("model"))}

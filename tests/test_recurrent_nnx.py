@@ -119,8 +119,9 @@ def test_eval_mode_is_the_expectation():
   want = test_recurrent._reference_gru(xs, params, None, test_recurrent.recurrent.SIGMOID_GATE,
                                        test_recurrent.recurrent.TANH_UNIT)[1]
   np.testing.assert_allclose(model(xs), want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_array_equal(nnx.view(model, deterministic=False)(xs, deterministic=True),
-                                model(xs))
+  noisy = nnx.view(model, deterministic=False)
+  np.testing.assert_array_equal(noisy(xs, deterministic=True), model(xs))
+  assert not np.allclose(noisy(xs), model(xs))  # the view switches the noise back on
 
 
 def test_nnx_training_step_updates_params_and_keeps_c():
@@ -158,6 +159,10 @@ def test_missing_noise_stream_and_bad_input_raise_clear_errors():
     noisy_jax.nnx.set_noise_scale(nnx.Linear(2, 2, rngs=nnx.Rngs(0)), 1.0)
   with pytest.raises(ValueError, match="Unknown kinds entry='gates'"):
     noisy_jax.nnx.set_noise_scale(layer, 1.0, kinds=("gates",))
+  with pytest.raises(ValueError, match=r"c must be finite and >= 0.*got c=-1.0"):
+    noisy_jax.nnx.set_noise_scale(layer, -1.0)
+  with pytest.raises(ValueError, match=r"c must be finite and >= 0.*got c=nan"):
+    noisy_jax.nnx.NoisyGRUCell(D, H, tanh_c=float("nan"), rngs=nnx.Rngs(0))
 
 
 def test_linen_cell_inside_a_module_and_nn_scan_pattern_for_ntm_style_controllers():

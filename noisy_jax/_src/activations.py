@@ -515,9 +515,14 @@ def noisy_hard_tanh(
     mode: Mode = "nan",
     *,
     deterministic: bool = False,
+    nanil_scale: Literal["paper", "reference"] = "paper",
     noise_impl: noise.Impl = "hash",
 ) -> jax.Array:
-  """:func:`noisy_activation` with ``kind="hard_tanh"`` (defaults c=0.5, alpha=1.15).
+  """:func:`noisy_activation` with ``kind="hard_tanh"``.
+
+  ``c=None``/``alpha=None`` take ``reference_defaults(mode, "hard_tanh")``:
+  c=0.5, alpha=1.15 for ``nan``/``nah``; c=0.05 (``nani``) or 0.25 (``nanil``,
+  ``nanis``) for the input-noise modes.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -527,7 +532,7 @@ def noisy_hard_tanh(
   """
   return noisy_activation(
       x, key, p, c, alpha, mode, kind="hard_tanh", deterministic=deterministic,
-      noise_impl=noise_impl,
+      nanil_scale=nanil_scale, noise_impl=noise_impl,
   )
 
 
@@ -540,9 +545,14 @@ def noisy_hard_sigmoid(
     mode: Mode = "nan",
     *,
     deterministic: bool = False,
+    nanil_scale: Literal["paper", "reference"] = "paper",
     noise_impl: noise.Impl = "hash",
 ) -> jax.Array:
-  """:func:`noisy_activation` with ``kind="hard_sigmoid"`` (defaults c=0.15, alpha=1.1).
+  """:func:`noisy_activation` with ``kind="hard_sigmoid"``.
+
+  ``c=None``/``alpha=None`` take ``reference_defaults(mode, "hard_sigmoid")``:
+  c=0.15, alpha=1.1 for ``nan``/``nah``; c=0.05 (``nani``) or 0.25 (``nanil``,
+  ``nanis``) for the input-noise modes.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -552,5 +562,5 @@ def noisy_hard_sigmoid(
   """
   return noisy_activation(
       x, key, p, c, alpha, mode, kind="hard_sigmoid", deterministic=deterministic,
-      noise_impl=noise_impl,
+      nanil_scale=nanil_scale, noise_impl=noise_impl,
   )

@@ -110,8 +110,6 @@ def _noise_key(module, deterministic: bool, rng: jax.Array | None) -> jax.Array 
   return module.make_rng(module.rng_collection)
 
 
-
-
 class _NoiseFields(nn.Module):
   """Fields shared by the noisy Linen cells and layers (documented on NoisyLSTMCell)."""
 
@@ -308,7 +306,14 @@ class NoisyGRUCell(_NoisyCellBase):
 
 
 class _NoisySequenceBase(_NoiseFields):
-  """Shared fields of the whole-sequence layers."""
+  """The whole-sequence layers: shared fields and ``__call__``.
+
+  A subclass sets ``noisy_gates`` and the class constants ``_cell`` (``"lstm"`` or
+  ``"gru"``) and ``_sequence_fn`` (the pure sequence function).
+  """
+
+  _cell: ClassVar[str]
+  _sequence_fn: ClassVar[Callable[..., Any]]
 
   time_major: bool = False
   return_carry: bool = False

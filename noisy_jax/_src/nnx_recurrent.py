@@ -58,6 +58,7 @@ def set_noise_scale(module: nnx.Module, c: jax.typing.ArrayLike, *,
   """
   for kind in kinds:
     activations._check_choice(kind, "kinds entry", ("sigmoid", "tanh"))
+  activations._check_scale(c, jnp.shape(c))  # a concrete c must be finite and >= 0
   found = False
   for _, node in nnx.iter_graph(module):
     if isinstance(node, _NoisyNNXBase):
@@ -91,6 +92,8 @@ def init_noise_fields(module: nnx.Module, **gates) -> None:
   """
   for prefix, (kind, mode, c, alpha) in gates.items():
     recurrent.check_gate_noise(recurrent.GateNoise(kind, mode), prefix)
+    if c is not None:
+      activations._check_scale(c, jnp.shape(c))
     default_c, default_alpha = activations.reference_defaults(mode, kind)
     setattr(module, f"{prefix}_kind", kind)
     setattr(module, f"{prefix}_mode", mode)
@@ -141,10 +144,9 @@ class _NoisyNNXBase(nnx.Module):
     init_noise_fields(self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
                       tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha))
     num_blocks = 4 if self._cell == "lstm" else 3
-    self._weight_names = tuple(
-        recurrent.weight_shapes(self._cell, in_features, hidden_features))
-    for name, shape in recurrent.weight_shapes(
-        self._cell, in_features, hidden_features).items():
+    shapes = recurrent.weight_shapes(self._cell, in_features, hidden_features)
+    self._weight_names = tuple(shapes)
+    for name, shape in shapes.items():
       init = recurrent.initializer_for(
           name, kernel_init, recurrent_kernel_init, bias_init, p_init, num_blocks)
       setattr(self, name, nnx.Param(init(rngs.params(), shape, param_dtype)))
@@ -228,7 +230,8 @@ class _NoisyNNXCell(_NoisyNNXBase):
       if isinstance(rngs, nnx.Rngs):
         rngs = rngs.carry
       if rngs is None:
-        raise ValueError("rngs is required to initialise the carry with carry_init.")
+        raise ValueError("rngs is required to initialise the carry with carry_init. Fix: "
+                         "pass rngs=nnx.Rngs(...) to initialize_carry, or no carry_init.")
       carry = [carry_init(rngs(), shape, self.param_dtype) for _ in range(parts)]
     return tuple(carry) if parts == 2 else carry[0]
 

@@ -627,7 +627,8 @@ class NTMCell(linen_recurrent._NoisyCellBase):
                            self.memory_width, self.num_read_heads, self.num_write_heads,
                            self.shift_range)
     sigmoid, tanh = linen_recurrent._gates(self)
-    key = linen_recurrent._noise_key(self, deterministic or not self.noisy_gates, rng)
+    no_noisy_gates = self.noisy_gates is not None and not self.noisy_gates  # None: all
+    key = linen_recurrent._noise_key(self, deterministic or no_noisy_gates, rng)
     inits = initializers_for(self.controller, self.kernel_init, self.recurrent_kernel_init,
                              self.bias_init, self.p_init, self.initial_state_init)
     params = {

@@ -681,7 +681,8 @@ def _run_sequence(spec: _Spec, weights, small, scales, xs, key, carry, *, seq_le
     if seq_lengths.shape != (batch,) or not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
       raise ValueError(
           f"seq_lengths must be an integer array of shape (batch,) = ({batch},), got "
-          f"dtype {seq_lengths.dtype} and shape {seq_lengths.shape}."
+          f"dtype {seq_lengths.dtype} and shape {seq_lengths.shape}. Fix: one int length "
+          "per sequence, e.g. jnp.array([5, 3], jnp.int32)."
       )
     valid = (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
   if reverse:
