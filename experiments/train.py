@@ -102,6 +102,10 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     arrays = noisy_jax.tasks.load_digits(task.data_dir or None)
     data = {"images": arrays["train_images"], "labels": arrays["train_labels"]}
     count = num_eval or len(arrays["test_labels"])
+    if count > len(arrays["test_labels"]):
+      raise validation.ConfigError(
+          f"eval.num_examples={count} is larger than the test split "
+          f"({len(arrays['test_labels'])} examples). Fix: pass 0 (the whole split) or less.")
     eval_set = {"inputs": arrays["test_images"][:count], "targets": arrays["test_labels"][:count]}
 
     def make_batch(key, step, data):

@@ -153,6 +153,13 @@ def test_impossible_values(change, expected):
     validation.validate(config, num_available_devices=8)
 
 
+def test_digits_eval_set_larger_than_the_test_split_is_refused():
+  config = deep_mlp.get_config("smoke")
+  config.eval.num_examples = 100_000
+  with pytest.raises(validation.ConfigError, match="eval.num_examples=100000 is larger than"):
+    train.make_task(config)
+
+
 def test_type_errors_are_caught():
   config = deep_mlp.get_config("smoke")
   model = config.model.to_dict()
