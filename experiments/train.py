@@ -404,7 +404,8 @@ class _Run:
 
 
 # Fields a resumed run may change: the budget, how often it logs, evaluates and saves,
-# the devices, and the step size and clipping (to get past a non-finite loss).
+# the devices, and the step size and clipping (to get past a non-finite loss); the
+# paper.* fields are the report's metadata and may change too.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "checkpoint.every", "checkpoint.max_to_keep", "num_devices",
                      "optimizer.learning_rate", "optimizer.clip_norm", "optimizer.clip_value")
@@ -427,7 +428,7 @@ def _check_resumed_config(config: ml_collections.ConfigDict, saved_path: pathlib
   saved = _flat(json.loads(saved_path.read_text()))
   current = _flat(json.loads(config.to_json()))
   differ = sorted(name for name in saved.keys() | current.keys()
-                  if saved.get(name) != current.get(name))
+                  if saved.get(name) != current.get(name) and not name.startswith("paper."))
   for name in differ:
     if name in RESUMABLE_CHANGES:
       logging.warning("Resuming with %s changed: %r -> %r.", name, saved.get(name),

@@ -274,6 +274,7 @@ def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(ml
   longer = config.copy_and_resolve_references()
   longer.train.num_steps = 6
   longer.optimizer.learning_rate = 0.05  # allowed: how a run gets past a non-finite loss
+  longer.paper.source = "a corrected citation"  # report metadata may change too
   result = train.train_and_evaluate(longer, tmp_path, compiler_options=FAST)
   assert result["step"] == 6
   assert [r["step"] for r in _records(tmp_path, "train")] == [2, 4, 6]
