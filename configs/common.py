@@ -25,6 +25,10 @@ def base_config(name: str, variant: str) -> ml_collections.ConfigDict:
   # Noise in the model's saturating units (Paper A); mode "none" = plain units.
   config.noise = ml_collections.ConfigDict()
   config.noise.mode = "none"  # "none", "nan", "nah", "nani", "nanil" or "nanis" (Paper A Sec. 6).
+  # How NANIL learns its noise scale: "reference" (the reference code's form, which
+  # produced the paper's NANIL numbers) or "paper" (Eq. 9 read literally: inert at
+  # these values of c; see noisy_jax.noisy_activation). Only for mode "nanil".
+  config.noise.nanil_scale = "reference"
   # Fixed c when not annealed; None = the reference code's default for the unit.
   config.noise.c = config_dict.placeholder(float)
   config.noise.alpha = config_dict.placeholder(float)  # Paper A's alpha; None = reference default.

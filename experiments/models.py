@@ -21,6 +21,7 @@ class UnitNoise(NamedTuple):
 
   mode: str = "none"  # "none" = plain sigmoid/tanh units
   alpha: float | None = None
+  nanil_scale: str = "reference"  # how mode "nanil" learns its scale
 
 
 def forget_bias_init(forget_bias: float) -> nn.initializers.Initializer:
@@ -48,6 +49,7 @@ def _lstm(noise: UnitNoise, hidden_size: int, unroll: int, c, deterministic: boo
   return noisy_jax.nn.NoisyLSTM(
       features=hidden_size, sigmoid_mode=noise.mode, tanh_mode=noise.mode,
       sigmoid_c=c, tanh_c=c, sigmoid_alpha=noise.alpha, tanh_alpha=noise.alpha,
+      sigmoid_nanil_scale=noise.nanil_scale, tanh_nanil_scale=noise.nanil_scale,
       noisy_gates=recurrent.LSTM_GATES, unroll=unroll, deterministic=deterministic,
       bias_init=forget_bias_init(forget_bias))
 
@@ -140,7 +142,9 @@ class NTM(nn.Module):
     else:
       cell = noisy_jax.nn.NTMCell(
           sigmoid_mode=self.noise.mode, tanh_mode=self.noise.mode, sigmoid_c=c, tanh_c=c,
-          sigmoid_alpha=self.noise.alpha, tanh_alpha=self.noise.alpha, **sizes)
+          sigmoid_alpha=self.noise.alpha, tanh_alpha=self.noise.alpha,
+          sigmoid_nanil_scale=self.noise.nanil_scale,
+          tanh_nanil_scale=self.noise.nanil_scale, **sizes)
     h = noisy_jax.nn.noisy_rnn(cell, unroll=self.unroll)(batch["inputs"])
     return nn.Dense(self.num_outputs)(h)
 
@@ -178,7 +182,7 @@ class DeepMLP(nn.Module):
 def build_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
   """The model named by ``config.model.name`` with ``num_outputs`` logits (per step)."""
   model = config.model
-  noise = UnitNoise(config.noise.mode, config.noise.alpha)
+  noise = UnitNoise(config.noise.mode, config.noise.alpha, config.noise.nanil_scale)
   if model.name == "lstm_mlp":
     return CountingLSTM(
         num_values=num_outputs, hidden_size=model.hidden_size, mlp_size=model.mlp_size,

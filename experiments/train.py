@@ -213,12 +213,7 @@ class Experiment:
     batch_spec = P("batch") if self.shared_data else P(None, "batch")
     self.batch_sharding = NamedSharding(self.mesh, batch_spec)
     self.eval_sharding = NamedSharding(self.mesh, P("batch"))
-    noise = config.noise
-    if noise.anneal:
-      self.c_schedule = noisy_jax.schedules.noise_annealing(
-          noise.c0, noise.c_final, noise.anneal_every)
-    else:
-      self.c_schedule = lambda step: noise.c
+    self.c_schedule = validation.noise_scale_schedule(config.noise)
     jit = functools.partial(jax.jit, out_shardings=self.replicated,
                             compiler_options=compiler_options)
     self.init_state = jit(self._init_state)

@@ -9,8 +9,11 @@ import difflib
 import math
 from typing import Any, Callable, NamedTuple
 
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+import noisy_jax.schedules
 from noisy_jax._src import activations
 
 TASKS = ("unique_integers", "associative_recall", "copy", "repeat_copy", "digits")
@@ -72,6 +75,7 @@ COMMON = {
 SECTIONS = {
     "noise": {
         "mode": Field(_STR, _choice(*NOISE_MODES)),
+        "nanil_scale": Field(_STR, _choice(*activations.NANIL_SCALES)),
         "c": Field(_FLOAT, _at_least(0.0), optional=True),
         "alpha": Field(_FLOAT, optional=True),
         "anneal": Field(_BOOL),
@@ -302,6 +306,18 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
     problems.append(f"noise.c_final={noise.c_final} is larger than noise.c0={noise.c0}.")
   if noise.anneal and noise.c is not None:
     problems.append("noise.c is a fixed scale but noise.anneal=True; set one of them.")
+  if noise.nanil_scale != activations.DEFAULT_NANIL_SCALE and noise.mode != "nanil":
+    problems.append(f"noise.nanil_scale={noise.nanil_scale!r} only applies to "
+                    f"noise.mode='nanil', not {noise.mode!r}; leave it at the default.")
+  # The schedules run traced inside the jitted step, where nothing checks their
+  # values: check every value the run will use, once, here.
+  if noise.anneal or noise.c is not None:
+    _check_schedule(problems, noise_scale_schedule(noise), config.train.num_steps,
+                    "noise scale c", "noise.c, or noise.c0, c_final and anneal_every")
+  if config.optimizer.gradient_noise_eta:
+    _check_schedule(
+        problems, gradient_noise_schedule(config.optimizer), config.train.num_steps,
+        "gradient-noise variance", "optimizer.gradient_noise_eta and gradient_noise_gamma")
 
   devices = config.num_devices or num_available_devices
   if config.num_devices > num_available_devices:
@@ -314,6 +330,31 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
         f"devices; use a multiple of {devices} (or set num_devices).")
   if problems:
     raise ConfigError(_message(config, problems))
+
+
+def noise_scale_schedule(noise: ml_collections.ConfigDict) -> Callable[[Any], Any]:
+  """The noisy units' ``c`` at each step: Paper A's annealing, or the fixed ``noise.c``."""
+  if noise.anneal:
+    return noisy_jax.schedules.noise_annealing(noise.c0, noise.c_final, noise.anneal_every)
+  return lambda step: noise.c
+
+
+def gradient_noise_schedule(optimizer: ml_collections.ConfigDict) -> Callable[[Any], Any]:
+  """Paper B's gradient-noise variance at each update, ``eta / (1 + t)^gamma``."""
+  return noisy_jax.schedules.gradient_noise_variance(
+      optimizer.gradient_noise_eta, optimizer.gradient_noise_gamma)
+
+
+def _check_schedule(problems, schedule, num_steps: int, what: str, fields: str) -> None:
+  """Appends a problem if ``schedule`` is negative or not finite at any step of the run."""
+  steps = jnp.arange(num_steps + 1)
+  values = np.broadcast_to(np.asarray(schedule(steps)), steps.shape)
+  bad = np.flatnonzero(~(np.isfinite(values) & (values >= 0)))
+  if bad.size:
+    step = int(bad[0])
+    problems.append(
+        f"the {what} is {values[step]} at step {step} (it must be finite and >= 0 at "
+        f"every step 0..{num_steps}); fix {fields}.")
 
 
 def _message(config, problems):

@@ -53,7 +53,23 @@ def direction(x, alpha):
   return -sgn_x * sgn_one_minus_alpha
 
 
-def noisy(x, xi, p, c, alpha, mode, kind):
+def softplus(x):
+  return np.logaddexp(0.0, x)
+
+
+def nanil_sigma(x, xi, p, c, kind, nanil_scale="reference"):
+  """NANIL's learned input-noise scale.
+
+  "reference": caglar/noisy_units' NTanhPInp/NSigmoidPInp,
+  c * softplus(p |Delta| / (|xi| + 1e-10)); "paper": Eq. 9.
+  """
+  if nanil_scale == "paper":
+    return sigma(x, p, c, kind)
+  delta = h(x, kind) - u(x, kind)
+  return c * softplus(p * np.abs(delta) / (np.abs(xi) + 1e-10))
+
+
+def noisy(x, xi, p, c, alpha, mode, kind, nanil_scale="reference"):
   """phi(x, xi) for every mode (Eqs. 12, 14, 15), float64."""
   x, xi = np.asarray(x, np.float64), np.asarray(xi, np.float64)
   if mode in ("nan", "nah"):
@@ -63,7 +79,7 @@ def noisy(x, xi, p, c, alpha, mode, kind):
   if mode == "nani":
     return h(x + c * xi, kind)
   if mode == "nanil":
-    return h(x + sigma(x, p, c, kind) * xi, kind)
+    return h(x + nanil_sigma(x, xi, p, c, kind, nanil_scale) * xi, kind)
   if mode == "nanis":
     return h(x + np.where(np.abs(x) >= x_t(kind), c * xi, 0.0), kind)
   raise ValueError(mode)

@@ -70,10 +70,10 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
 def _gates(module) -> tuple[recurrent.GateNoise, recurrent.GateNoise]:
   sigmoid = recurrent.check_gate_noise(
       recurrent.GateNoise(module.sigmoid_kind, module.sigmoid_mode, module.sigmoid_c,
-                          module.sigmoid_alpha), "sigmoid")
+                          module.sigmoid_alpha, module.sigmoid_nanil_scale), "sigmoid")
   tanh = recurrent.check_gate_noise(
       recurrent.GateNoise(module.tanh_kind, module.tanh_mode, module.tanh_c,
-                          module.tanh_alpha), "tanh")
+                          module.tanh_alpha, module.tanh_nanil_scale), "tanh")
   return sigmoid, tanh
 
 
@@ -118,10 +118,12 @@ class _NoiseFields(nn.Module):
   sigmoid_mode: str = recurrent.SIGMOID_GATE.mode
   sigmoid_c: Any = None
   sigmoid_alpha: Any = None
+  sigmoid_nanil_scale: str = recurrent.SIGMOID_GATE.nanil_scale
   tanh_kind: str = recurrent.TANH_UNIT.kind
   tanh_mode: str = recurrent.TANH_UNIT.mode
   tanh_c: Any = None
   tanh_alpha: Any = None
+  tanh_nanil_scale: str = recurrent.TANH_UNIT.nanil_scale
   deterministic: bool = False
   kernel_init: Initializer = nn.linear.default_kernel_init
   recurrent_kernel_init: Initializer = initializers.orthogonal()
@@ -167,12 +169,20 @@ class NoisyLSTMCell(_NoisyCellBase):
     sigmoid_mode: noise variant of the gates (``"nan"``, ``"nah"``, ``"nani"``,
       ``"nanil"``, ``"nanis"``); default ``"nah"`` (reference ``NSigmoidP``).
     sigmoid_c: the paper's ``c`` for the gates (``None``: reference default 0.15 for
-      NAN/NAH). May be a traced jax array, so an annealed value does not retrace.
+      NAN/NAH). May be a traced jax array, so an annealed value does not retrace
+      (a traced value is not checked: it must be >= 0; see the README's Linen
+      annealing example).
     sigmoid_alpha: the paper's ``alpha`` for the gates (``None``: 1.1).
+    sigmoid_nanil_scale: how ``sigmoid_mode="nanil"`` learns its noise scale:
+      ``"reference"`` (default, the reference code's form, which injects noise)
+      or ``"paper"`` (Eq. 9 read literally, inert at the paper's ``c``); see
+      :func:`noisy_jax.noisy_activation`.
     tanh_kind: activation of the tanh units, ``"hard_tanh"`` (paper) or ``"tanh"``.
     tanh_mode: noise variant of the tanh units; default ``"nan"`` (reference ``NTanhP``).
-    tanh_c: the paper's ``c`` for the tanh units (``None``: 0.5 for NAN/NAH). May be traced.
+    tanh_c: the paper's ``c`` for the tanh units (``None``: 0.5 for NAN/NAH). May be
+      traced (and is then not checked).
     tanh_alpha: the paper's ``alpha`` for the tanh units (``None``: 1.15).
+    tanh_nanil_scale: as ``sigmoid_nanil_scale``, for the tanh units.
     deterministic: use the noise's expectation (paper Eq. 13), for evaluation.
     kernel_init: initializer of each gate's block of the input kernel.
     recurrent_kernel_init: initializer of each gate's block of the recurrent kernel.
@@ -252,9 +262,10 @@ class NoisyGRUCell(_NoisyCellBase):
   Attributes:
     features: hidden size ``H``.
     noisy_gates: which of ``("reset", "update", "candidate")`` are noisy.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, tanh_kind, tanh_mode,
-    tanh_c, tanh_alpha, deterministic, kernel_init, recurrent_kernel_init,
-    bias_init, p_init, dtype, param_dtype, rng_collection: as :class:`NoisyLSTMCell`.
+    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
+    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
+    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype,
+    rng_collection: as :class:`NoisyLSTMCell`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -372,9 +383,10 @@ class NoisyLSTM(_NoisySequenceBase):
     features: hidden size ``H``.
     noisy_gates: which of ``("input", "forget", "output", "candidate", "cell")``
       are noisy.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, tanh_kind, tanh_mode,
-    tanh_c, tanh_alpha, deterministic, kernel_init, recurrent_kernel_init,
-    bias_init, p_init, dtype, param_dtype, rng_collection: as :class:`NoisyLSTMCell`.
+    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
+    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
+    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype,
+    rng_collection: as :class:`NoisyLSTMCell`.
     time_major: inputs/outputs are ``(time, batch, ...)`` instead of ``(batch, time, ...)``.
     return_carry: also return the final carry, as ``(carry, outputs)``.
     reverse: process right to left (padding stays at the end, as ``nn.RNN``).
@@ -410,9 +422,10 @@ class NoisyGRU(_NoisySequenceBase):
   Attributes:
     features: hidden size ``H``.
     noisy_gates: which of ``("reset", "update", "candidate")`` are noisy.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, tanh_kind, tanh_mode,
-    tanh_c, tanh_alpha, deterministic, kernel_init, recurrent_kernel_init,
-    bias_init, p_init, dtype, param_dtype, rng_collection: as :class:`NoisyLSTMCell`.
+    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
+    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
+    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype,
+    rng_collection: as :class:`NoisyLSTMCell`.
     time_major: inputs/outputs are ``(time, batch, ...)`` instead of ``(batch, time, ...)``.
     return_carry: also return the final carry, as ``(carry, outputs)``.
     reverse: process right to left (padding stays at the end, as ``nn.RNN``).

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 from flax.nnx.nn import dtypes as nnx_dtypes
 from flax.nnx.nn import initializers
@@ -58,7 +59,7 @@ def set_noise_scale(module: nnx.Module, c: jax.typing.ArrayLike, *,
   """
   for kind in kinds:
     activations._check_choice(kind, "kinds entry", ("sigmoid", "tanh"))
-  activations._check_scale(c, jnp.shape(c))  # a concrete c must be finite and >= 0
+  activations._check_scale(c, np.shape(c))  # a concrete c must be finite and >= 0
   found = False
   for _, node in nnx.iter_graph(module):
     if isinstance(node, _NoisyNNXBase):
@@ -85,18 +86,21 @@ def _stream(rngs: nnx.Rngs | nnx.RngStream | None, collection: str):
 
 
 def init_noise_fields(module: nnx.Module, **gates) -> None:
-  """Sets ``<gate>_kind/_mode/_c/_alpha`` from ``gate=(kind, mode, c, alpha)``.
+  """Sets ``<gate>_kind/_mode/_c/_alpha/_nanil_scale`` from ``gate=(kind, mode, c, alpha,
+  nanil_scale)``.
 
   ``c`` and ``alpha`` default to :func:`noisy_jax.activations.reference_defaults`
   and become :class:`NoiseScale` variables (annealable with :func:`set_noise_scale`).
   """
-  for prefix, (kind, mode, c, alpha) in gates.items():
-    recurrent.check_gate_noise(recurrent.GateNoise(kind, mode), prefix)
+  for prefix, (kind, mode, c, alpha, nanil_scale) in gates.items():
+    recurrent.check_gate_noise(
+        recurrent.GateNoise(kind, mode, nanil_scale=nanil_scale), prefix)
     if c is not None:
-      activations._check_scale(c, jnp.shape(c))
+      activations._check_scale(c, np.shape(c), f"{prefix}_c")
     default_c, default_alpha = activations.reference_defaults(mode, kind)
     setattr(module, f"{prefix}_kind", kind)
     setattr(module, f"{prefix}_mode", mode)
+    setattr(module, f"{prefix}_nanil_scale", nanil_scale)
     setattr(module, f"{prefix}_c", NoiseScale(
         jnp.asarray(default_c if c is None else c, jnp.float32)))
     setattr(module, f"{prefix}_alpha", NoiseScale(
@@ -117,10 +121,12 @@ class _NoisyNNXBase(nnx.Module):
       sigmoid_mode: str = recurrent.SIGMOID_GATE.mode,
       sigmoid_c: jax.typing.ArrayLike | None = None,
       sigmoid_alpha: jax.typing.ArrayLike | None = None,
+      sigmoid_nanil_scale: str = recurrent.SIGMOID_GATE.nanil_scale,
       tanh_kind: str = recurrent.TANH_UNIT.kind,
       tanh_mode: str = recurrent.TANH_UNIT.mode,
       tanh_c: jax.typing.ArrayLike | None = None,
       tanh_alpha: jax.typing.ArrayLike | None = None,
+      tanh_nanil_scale: str = recurrent.TANH_UNIT.nanil_scale,
       noisy_gates: Sequence[str] | None = None,
       deterministic: bool = False,
       kernel_init: Initializer = initializers.lecun_normal(),
@@ -141,8 +147,9 @@ class _NoisyNNXBase(nnx.Module):
     self.dtype = dtype
     self.param_dtype = param_dtype
     self.rng_collection = rng_collection
-    init_noise_fields(self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
-                      tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha))
+    init_noise_fields(
+        self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale),
+        tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale))
     num_blocks = 4 if self._cell == "lstm" else 3
     shapes = recurrent.weight_shapes(self._cell, in_features, hidden_features)
     self._weight_names = tuple(shapes)
@@ -155,9 +162,9 @@ class _NoisyNNXBase(nnx.Module):
   def _gates(self) -> tuple[recurrent.GateNoise, recurrent.GateNoise]:
     return (
         recurrent.GateNoise(self.sigmoid_kind, self.sigmoid_mode, self.sigmoid_c[...],
-                            self.sigmoid_alpha[...]),
+                            self.sigmoid_alpha[...], self.sigmoid_nanil_scale),
         recurrent.GateNoise(self.tanh_kind, self.tanh_mode, self.tanh_c[...],
-                            self.tanh_alpha[...]),
+                            self.tanh_alpha[...], self.tanh_nanil_scale),
     )
 
   def _weights(self, inputs):
@@ -261,10 +268,15 @@ class NoisyLSTMCell(_NoisyNNXCell, nnx.RNNCellBase):
     sigmoid_c: the paper's ``c`` for the gates (``None``: the reference default);
       stored as a :class:`NoiseScale`, annealable without retracing.
     sigmoid_alpha: the paper's ``alpha`` for the gates (``None``: 1.1).
+    sigmoid_nanil_scale: how ``sigmoid_mode="nanil"`` learns its noise scale:
+      ``"reference"`` (default, the reference code's form, which injects noise)
+      or ``"paper"`` (Eq. 9 read literally, inert at the paper's ``c``); see
+      :func:`noisy_jax.noisy_activation`.
     tanh_kind: activation of the tanh units, ``"hard_tanh"`` (paper) or ``"tanh"``.
     tanh_mode: noise variant of the tanh units; default ``"nan"`` (reference ``NTanhP``).
     tanh_c: the paper's ``c`` for the tanh units (``None``: 0.5 for NAN/NAH).
     tanh_alpha: the paper's ``alpha`` for the tanh units (``None``: 1.15).
+    tanh_nanil_scale: as ``sigmoid_nanil_scale``, for the tanh units.
     noisy_gates: which of ``("input", "forget", "output", "candidate", "cell")`` are
       noisy (default all); the others use the plain activation.
     deterministic: use the noise's expectation (Eq. 13); ``model.eval()`` sets it.

@@ -257,7 +257,7 @@ def _gate(x, key, p, gate: recurrent.GateNoise, noisy: bool, deterministic: bool
   if not noisy:
     return activations.activation(x, kind=gate.kind)
   y = activations.noisy_activation(x, key, p, gate.c, gate.alpha, gate.mode, kind=gate.kind,
-                                   deterministic=deterministic)
+                                   deterministic=deterministic, nanil_scale=gate.nanil_scale)
   return y + jax.lax.stop_gradient(jnp.clip(y, 0.0, 1.0) - y)
 
 
@@ -267,7 +267,8 @@ def _feedforward_step(x, weights: FeedForwardWeights, key, tanh: recurrent.GateN
   if not noisy:
     return activations.activation(z, kind=tanh.kind)
   return activations.noisy_activation(z, key, weights.p, tanh.c, tanh.alpha, tanh.mode,
-                                      kind=tanh.kind, deterministic=deterministic)
+                                      kind=tanh.kind, deterministic=deterministic,
+                                      nanil_scale=tanh.nanil_scale)
 
 
 def _check_state(state: NTMState, weights: NTMWeights, controller: str) -> NTMState:
@@ -570,9 +571,9 @@ class NTMCell(linen_recurrent._NoisyCellBase):
     memory_init: the constant the memory starts at (default 1e-6).
     initial_state_init: initializer of the learned initial reads and of the
       logits of the initial weightings.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, tanh_kind, tanh_mode,
-    tanh_c, tanh_alpha, deterministic, kernel_init, recurrent_kernel_init,
-    bias_init, p_init, dtype, param_dtype, rng_collection: as
+    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
+    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
+    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype, rng_collection: as
     :class:`~noisy_jax.nn.NoisyLSTMCell`; ``kernel_init`` also initialises
     ``head_kernel``, and ``sigmoid_*`` also configure the heads' gates.
     ``sigmoid_c`` and ``tanh_c`` may be traced (annealed without recompiling).

@@ -64,9 +64,9 @@ class NTMCell(nnx_recurrent._NoisyNNXBase, nnx.RNNCellBase):
     memory_init: the constant the memory starts at (default 1e-6).
     initial_state_init: initializer of the learned initial reads and of the
       logits of the initial weightings.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, tanh_kind, tanh_mode,
-      tanh_c, tanh_alpha, deterministic, kernel_init, recurrent_kernel_init,
-      bias_init, p_init, dtype, param_dtype, rng_collection, rngs: as
+    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
+      tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
+      kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype, rng_collection, rngs: as
       :class:`noisy_jax.nnx.NoisyLSTMCell`; ``sigmoid_*`` also configure the
       heads' interpolation and erase gates.
 
@@ -106,10 +106,12 @@ class NTMCell(nnx_recurrent._NoisyNNXBase, nnx.RNNCellBase):
       sigmoid_mode: str = recurrent.SIGMOID_GATE.mode,
       sigmoid_c: jax.typing.ArrayLike | None = None,
       sigmoid_alpha: jax.typing.ArrayLike | None = None,
+      sigmoid_nanil_scale: str = recurrent.SIGMOID_GATE.nanil_scale,
       tanh_kind: str = recurrent.TANH_UNIT.kind,
       tanh_mode: str = recurrent.TANH_UNIT.mode,
       tanh_c: jax.typing.ArrayLike | None = None,
       tanh_alpha: jax.typing.ArrayLike | None = None,
+      tanh_nanil_scale: str = recurrent.TANH_UNIT.nanil_scale,
       deterministic: bool = False,
       kernel_init: Initializer = initializers.lecun_normal(),
       recurrent_kernel_init: Initializer = initializers.orthogonal(),
@@ -140,8 +142,8 @@ class NTMCell(nnx_recurrent._NoisyNNXBase, nnx.RNNCellBase):
     self.param_dtype = param_dtype
     self.rng_collection = rng_collection
     nnx_recurrent.init_noise_fields(
-        self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha),
-        tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha))
+        self, sigmoid=(sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale),
+        tanh=(tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale))
     inits = ntm.initializers_for(controller, kernel_init, recurrent_kernel_init, bias_init,
                                  p_init, initial_state_init)
     self.controller = _ParamGroup(shapes["controller"], inits["controller"], param_dtype,

@@ -167,7 +167,10 @@ def add_gradient_noise(
       ``t = 0``: 0.01, 0.3 or 1.0 in the paper. A float follows Eq. 1 exactly; an
       optax schedule ``count -> variance`` alone decides the variance (no extra
       decay; ``noisy_jax.schedules.gradient_noise_variance(eta, gamma)`` equals
-      the float case).
+      the float case). A concrete ``eta`` is checked here; a traced one (an
+      injected hyperparameter, or a schedule's value under ``jit``) cannot be:
+      a negative variance there gives NaN noise, so check a schedule's range
+      before training.
     gamma: :math:`\gamma`, the decay exponent of the variance (0.55 in the
       paper); unused when ``eta`` is a schedule.
     key: required PRNG key (``jax.random.key(seed)``) or int seed; there is no

@@ -55,12 +55,15 @@ class GateNoise(NamedTuple):
     c: the paper's :math:`c`; ``None`` takes the reference code's default for
       ``kind`` and ``mode``. A scalar or per-unit array; may be traced.
     alpha: the paper's :math:`\\alpha`; ``None`` takes the reference default.
+    nanil_scale: how ``"nanil"`` learns its scale, ``"reference"`` (default) or
+      ``"paper"`` (see :func:`noisy_jax.noisy_activation`); unused by other modes.
   """
 
   kind: str
   mode: str
   c: Any = None
   alpha: Any = None
+  nanil_scale: str = activations.DEFAULT_NANIL_SCALE
 
 
 # Reference-code defaults (PAPERS.md A.2): NSigmoidP is half-normal, NTanhP normal.
@@ -153,6 +156,8 @@ def check_gate_noise(gate: GateNoise, prefix: str) -> GateNoise:
   kinds = SIGMOID_KINDS if prefix == "sigmoid" else TANH_KINDS
   activations._check_choice(gate.kind, f"{prefix}_kind", kinds)
   activations._check_choice(gate.mode, f"{prefix}_mode", activations.MODES)
+  activations._check_choice(gate.nanil_scale, f"{prefix}_nanil_scale",
+                            activations.NANIL_SCALES)
   return gate
 
 
@@ -185,8 +190,10 @@ class _Static(NamedTuple):
 
   sigmoid_kind: str
   sigmoid_mode: str
+  sigmoid_nanil_scale: str
   tanh_kind: str
   tanh_mode: str
+  tanh_nanil_scale: str
   sigmoid_noisy: tuple[bool, ...]  # one flag per sigmoid gate, in column order
   tanh_noisy: tuple[bool, ...]  # LSTM: (candidate, cell); GRU: (candidate,)
   deterministic: bool
@@ -197,34 +204,40 @@ def _static(sigmoid: GateNoise, tanh: GateNoise, noisy_gates, sigmoid_gates,
   check_gate_noise(sigmoid, "sigmoid")
   check_gate_noise(tanh, "tanh")
   return _Static(
-      sigmoid.kind, sigmoid.mode, tanh.kind, tanh.mode,
-      tuple(g in noisy_gates for g in sigmoid_gates),
+      sigmoid.kind, sigmoid.mode, sigmoid.nanil_scale, tanh.kind, tanh.mode,
+      tanh.nanil_scale, tuple(g in noisy_gates for g in sigmoid_gates),
       tuple(g in noisy_gates for g in tanh_gates),
       bool(deterministic),
   )
 
 
-def _resolve(gate: GateNoise, shape: tuple[int, ...]) -> GateNoise:
-  """Fills in the reference defaults of c and alpha and validates what is concrete."""
+def _resolve(gate: GateNoise, shape: tuple[int, ...], prefix: str) -> GateNoise:
+  """Fills in the reference defaults of c and alpha and validates what is concrete.
+
+  ``prefix`` (``"sigmoid"``/``"tanh"``) names the fields in errors, as the modules do.
+  """
   default_c, default_alpha = activations.reference_defaults(gate.mode, gate.kind)
   c = default_c if gate.c is None else gate.c
   alpha = default_alpha if gate.alpha is None else gate.alpha
-  return gate._replace(c=activations._check_scale(c, shape),
-                       alpha=activations._check_alpha(alpha, shape))
+  return gate._replace(c=activations._check_scale(c, shape, f"{prefix}_c"),
+                       alpha=activations._check_alpha(alpha, shape, f"{prefix}_alpha"))
 
 
 def _scales(sigmoid: GateNoise, tanh: GateNoise, sigmoid_shape, tanh_shape):
   """``(c, alpha)`` of the sigmoid gates then of the tanh units, resolved."""
-  sigmoid, tanh = _resolve(sigmoid, sigmoid_shape), _resolve(tanh, tanh_shape)
+  sigmoid = _resolve(sigmoid, sigmoid_shape, "sigmoid")
+  tanh = _resolve(tanh, tanh_shape, "tanh")
   return sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha
 
 
-def _activate(x, key, p, c, alpha, kind, mode, noisy: tuple[bool, ...], deterministic):
+def _activate(x, key, p, c, alpha, kind, mode, nanil_scale, noisy: tuple[bool, ...],
+              deterministic):
   """Noisy activation of ``len(noisy)`` equal column blocks of ``x``; quiet blocks get h(x)."""
   if not any(noisy):
     return activations.activation(x, kind=kind)
   y = activations.noisy_activation(
-      x, key, p, c, alpha, mode, kind=kind, deterministic=deterministic
+      x, key, p, c, alpha, mode, kind=kind, deterministic=deterministic,
+      nanil_scale=nanil_scale,
   )
   if all(noisy):
     return y
@@ -239,17 +252,19 @@ def _lstm_math(static: _Static, z, c, key, p_gates, p_candidate, p_cell, scales)
   keys = (None,) * 3 if key is None else jax.random.split(key, 3)
   gates = _activate(
       z[..., : 3 * hidden], keys[0], p_gates, c_sig, alpha_sig, static.sigmoid_kind,
-      static.sigmoid_mode, static.sigmoid_noisy, static.deterministic,
+      static.sigmoid_mode, static.sigmoid_nanil_scale, static.sigmoid_noisy,
+      static.deterministic,
   )
   candidate = _activate(
       z[..., 3 * hidden:], keys[1], p_candidate, c_tanh, alpha_tanh, static.tanh_kind,
-      static.tanh_mode, static.tanh_noisy[:1], static.deterministic,
+      static.tanh_mode, static.tanh_nanil_scale, static.tanh_noisy[:1],
+      static.deterministic,
   )
   input_gate, forget_gate, output_gate = jnp.split(gates, 3, axis=-1)
   new_c = forget_gate * c + input_gate * candidate
   squashed = _activate(
       new_c, keys[2], p_cell, c_tanh, alpha_tanh, static.tanh_kind, static.tanh_mode,
-      static.tanh_noisy[1:], static.deterministic,
+      static.tanh_nanil_scale, static.tanh_noisy[1:], static.deterministic,
   )
   return new_c, output_gate * squashed
 
@@ -261,13 +276,14 @@ def _gru_math(static: _Static, gate_pre, x_candidate, h_candidate, h, key, recur
   keys = (None,) * 2 if key is None else jax.random.split(key, 2)
   gates = _activate(
       gate_pre, keys[0], p_gates, c_sig, alpha_sig, static.sigmoid_kind,
-      static.sigmoid_mode, static.sigmoid_noisy, static.deterministic,
+      static.sigmoid_mode, static.sigmoid_nanil_scale, static.sigmoid_noisy,
+      static.deterministic,
   )
   reset, update = jnp.split(gates, 2, axis=-1)
   candidate = _activate(
       x_candidate + reset * (h_candidate + recurrent_bias), keys[1], p_candidate, c_tanh,
-      alpha_tanh, static.tanh_kind, static.tanh_mode, static.tanh_noisy,
-      static.deterministic,
+      alpha_tanh, static.tanh_kind, static.tanh_mode, static.tanh_nanil_scale,
+      static.tanh_noisy, static.deterministic,
   )
   return (1.0 - update) * candidate + update * h
 
@@ -789,8 +805,8 @@ def lstm_sequence(
       weights, inputs, key, initial_carry, noisy_gates, LSTM_GATES, sigmoid, tanh,
       deterministic=deterministic, time_major=time_major, pair=True)
   # Validated here, where a Python c is still concrete, not inside the scan.
-  sigmoid = _resolve(sigmoid, (3 * hidden,))
-  tanh = _resolve(tanh, (hidden,))
+  sigmoid = _resolve(sigmoid, (3 * hidden,), "sigmoid")
+  tanh = _resolve(tanh, (hidden,), "tanh")
   initial_carry = _carry_pair(initial_carry, hidden, "initial_carry")
   spec = _Spec("lstm", _static(sigmoid, tanh, noisy_gates, _LSTM_SIGMOID_GATES,
                                ("candidate", "cell"), deterministic), unroll)
@@ -856,8 +872,8 @@ def gru_sequence(
       weights, inputs, key, initial_carry, noisy_gates, GRU_GATES, sigmoid, tanh,
       deterministic=deterministic, time_major=time_major, pair=False)
   # Validated here, where a Python c is still concrete, not inside the scan.
-  sigmoid = _resolve(sigmoid, (2 * hidden,))
-  tanh = _resolve(tanh, (hidden,))
+  sigmoid = _resolve(sigmoid, (2 * hidden,), "sigmoid")
+  tanh = _resolve(tanh, (hidden,), "tanh")
   initial_carry = _check_gru_carry(initial_carry, hidden, "initial_carry")
   spec = _Spec("gru", _static(sigmoid, tanh, noisy_gates, _GRU_SIGMOID_GATES,
                               ("candidate",), deterministic), unroll)

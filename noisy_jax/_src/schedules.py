@@ -81,7 +81,7 @@ def gradient_noise_variance(eta: float = 0.01, gamma: float = 0.55) -> optax.Sch
 
   Args:
     eta: :math:`\eta`, the noise **variance** at ``t = 0`` (the paper uses 0.01,
-      0.3 and 1.0). May be traced.
+      0.3 and 1.0). May be traced (a traced value is not checked).
     gamma: :math:`\gamma`, the decay exponent (0.55 in the paper). May be traced.
 
   Returns:
