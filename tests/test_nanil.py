@@ -76,16 +76,23 @@ LINEN_MODULES = {
     "gru_cell": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyGRUCell(H, **kw)),
     "lstm_layer": lambda **kw: noisy_jax.nn.NoisyLSTM(H, **kw),
     "gru_layer": lambda **kw: noisy_jax.nn.NoisyGRU(H, **kw),
-    "ntm_cell": lambda **kw: noisy_jax.nn.noisy_rnn(
-        noisy_jax.nn.NTMCell(features=H, **NTM_SIZES, **kw)),
+    # Only the heads' gates noisy, then only the feed-forward controller: each part of
+    # the NTM must receive nanil_scale on its own.
+    "ntm_heads": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NTMCell(
+        features=H, noisy_gates=("interpolation", "erase"), **NTM_SIZES, **kw)),
+    "ntm_feedforward": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NTMCell(
+        features=H, controller="feedforward", noisy_gates=("hidden",), **NTM_SIZES, **kw)),
 }
 NNX_MODULES = {
     "lstm_cell": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NoisyLSTMCell(D, H, rngs=rngs, **kw)),
     "gru_cell": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NoisyGRUCell(D, H, rngs=rngs, **kw)),
     "lstm_layer": lambda rngs, **kw: noisy_jax.nnx.NoisyLSTM(D, H, rngs=rngs, **kw),
     "gru_layer": lambda rngs, **kw: noisy_jax.nnx.NoisyGRU(D, H, rngs=rngs, **kw),
-    "ntm_cell": lambda rngs, **kw: nnx.RNN(
-        noisy_jax.nnx.NTMCell(D, features=H, **NTM_SIZES, rngs=rngs, **kw)),
+    "ntm_heads": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NTMCell(
+        D, features=H, noisy_gates=("interpolation", "erase"), **NTM_SIZES, rngs=rngs, **kw)),
+    "ntm_feedforward": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NTMCell(
+        D, features=H, controller="feedforward", noisy_gates=("hidden",), **NTM_SIZES,
+        rngs=rngs, **kw)),
 }
 
 
