@@ -1,5 +1,6 @@
-"""Noisy LSTM/GRU: pure steps and Linen cells/layers against float64 hand-written loops."""
+"""Noisy LSTM/GRU: pure steps and Linen cells/layers against float64 references and flax."""
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import noisy_jax
 import noisy_jax.nn
 from noisy_jax._src import noise
 from noisy_jax._src import recurrent
-from tests import reference
+from tests import reference_rnn
 from tests.residuals import saved_residuals
 
 B, T, D, H = 3, 5, 4, 3
@@ -31,61 +32,37 @@ def _inputs(seed=1):
   return jnp.asarray(np.random.default_rng(seed).normal(size=(B, T, D)), jnp.float32)
 
 
+def _step_draws(key, shapes):
+  """One step's draws: ``key`` split once per noisy call, as lstm_step/gru_step do."""
+  return [np.asarray(noise.standard_normal(k, s, jnp.float32), np.float64)
+          for k, s in zip(jax.random.split(key, len(shapes)), shapes)]
+
+
 def _draws(key, num_steps, shapes):
   """The library's per-step, per-call standard-normal draws for ``key`` (cloned)."""
-  step_keys = jax.random.split(jax.random.clone(key), num_steps)
-  draws = []
-  for step_key in step_keys:
-    sub = jax.random.split(step_key, len(shapes))
-    draws.append([np.asarray(noise.standard_normal(k, s, jnp.float32), np.float64)
-                  for k, s in zip(sub, shapes)])
-  return draws
+  return [_step_draws(step_key, shapes)
+          for step_key in jax.random.split(jax.random.clone(key), num_steps)]
 
 
-def _act(x, xi, p, gate: recurrent.GateNoise):
+def _resolved(gate: recurrent.GateNoise) -> recurrent.GateNoise:
+  """``gate`` with the reference code's default ``c`` and ``alpha`` filled in."""
   c, alpha = noisy_jax.activations.reference_defaults(gate.mode, gate.kind)
-  c = c if gate.c is None else gate.c
-  alpha = alpha if gate.alpha is None else gate.alpha
-  if xi is None:
-    return reference.expectation(x, p, c, alpha, gate.mode, gate.kind)
-  return reference.noisy(x, xi, p, c, alpha, gate.mode, gate.kind)
+  return gate._replace(c=c if gate.c is None else gate.c,
+                       alpha=alpha if gate.alpha is None else gate.alpha)
 
 
-def _reference_lstm(xs, params, draws, sigmoid, tanh):
+def _reference_lstm(xs, params, draws, sigmoid, tanh, noisy_gates=recurrent.LSTM_GATES,
+                    carry=None):
   """Float64 loop over time of the noisy LSTM (draws=None: test-time expectation)."""
-  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-  xs = np.asarray(xs, np.float64)
-  c = h = np.zeros((xs.shape[0], H))
-  outputs = []
-  for t in range(xs.shape[1]):
-    xi = draws[t] if draws is not None else (None, None, None)
-    z = xs[:, t] @ p["input_kernel"] + p["bias"] + h @ p["recurrent_kernel"]
-    gates = _act(z[:, : 3 * H], xi[0], p["p_gates"], sigmoid)
-    i, f, o = gates[:, :H], gates[:, H: 2 * H], gates[:, 2 * H:]
-    g = _act(z[:, 3 * H:], xi[1], p["p_candidate"], tanh)
-    c = f * c + i * g
-    h = o * _act(c, xi[2], p["p_cell"], tanh)
-    outputs.append(h)
-  return (c, h), np.stack(outputs, axis=1)
+  return reference_rnn.lstm_sequence(xs, params, draws, _resolved(sigmoid), _resolved(tanh),
+                                     noisy_gates, carry)
 
 
-def _reference_gru(xs, params, draws, sigmoid, tanh):
+def _reference_gru(xs, params, draws, sigmoid, tanh, noisy_gates=recurrent.GRU_GATES,
+                   carry=None):
   """Float64 loop over time of the noisy GRU (draws=None: test-time expectation)."""
-  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-  xs = np.asarray(xs, np.float64)
-  h = np.zeros((xs.shape[0], H))
-  outputs = []
-  for t in range(xs.shape[1]):
-    xi = draws[t] if draws is not None else (None, None)
-    zx = xs[:, t] @ p["input_kernel"] + p["bias"]
-    zh = h @ p["recurrent_kernel"]
-    gates = _act(zx[:, : 2 * H] + zh[:, : 2 * H], xi[0], p["p_gates"], sigmoid)
-    r, u = gates[:, :H], gates[:, H:]
-    n = _act(zx[:, 2 * H:] + r * (zh[:, 2 * H:] + p["recurrent_bias"]), xi[1],
-             p["p_candidate"], tanh)
-    h = (1 - u) * n + u * h
-    outputs.append(h)
-  return h, np.stack(outputs, axis=1)
+  return reference_rnn.gru_sequence(xs, params, draws, _resolved(sigmoid), _resolved(tanh),
+                                    noisy_gates, carry)
 
 
 _DRAW_SHAPES = {"lstm": ((B, 3 * H), (B, H), (B, H)), "gru": ((B, 2 * H), (B, H))}
@@ -122,32 +99,10 @@ def test_deterministic_is_the_expectation_loop(cell):
   np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-6)
 
 
-def _hard_lstm(xs, params):
-  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-  c = h = np.zeros((xs.shape[0], H))
-  outputs = []
-  for t in range(xs.shape[1]):
-    z = np.asarray(xs[:, t], np.float64) @ p["input_kernel"] + p["bias"] + h @ p["recurrent_kernel"]
-    i, f, o = (reference.hard_sigmoid(z[:, k * H: (k + 1) * H]) for k in range(3))
-    c = f * c + i * reference.hard_tanh(z[:, 3 * H:])
-    h = o * reference.hard_tanh(c)
-    outputs.append(h)
-  return np.stack(outputs, axis=1)
-
-
-def _hard_gru(xs, params):
-  p = {k: np.asarray(v, np.float64) for k, v in params.items()}
-  h = np.zeros((xs.shape[0], H))
-  outputs = []
-  for t in range(xs.shape[1]):
-    zx = np.asarray(xs[:, t], np.float64) @ p["input_kernel"] + p["bias"]
-    zh = h @ p["recurrent_kernel"]
-    r = reference.hard_sigmoid(zx[:, :H] + zh[:, :H])
-    u = reference.hard_sigmoid(zx[:, H: 2 * H] + zh[:, H: 2 * H])
-    n = reference.hard_tanh(zx[:, 2 * H:] + r * (zh[:, 2 * H:] + p["recurrent_bias"]))
-    h = (1 - u) * n + u * h
-    outputs.append(h)
-  return np.stack(outputs, axis=1)
+def _hard_rnn(cell, xs, params):
+  """The plain hard-sigmoid/hard-tanh RNN: the reference with every gate quiet."""
+  return _REFERENCES[cell](xs, params, None, recurrent.SIGMOID_GATE, recurrent.TANH_UNIT,
+                           noisy_gates=())[1]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -156,7 +111,7 @@ def test_zero_c_unit_alpha_is_the_hard_gate_rnn(cell):
   layer = _LAYERS[cell](H, sigmoid_mode="nan", sigmoid_c=0.0, sigmoid_alpha=1.0,
                         tanh_c=0.0, tanh_alpha=1.0)
   ys = layer.apply({"params": params}, xs, rng=jax.random.key(0))  # noise on, but c = 0
-  want = (_hard_lstm if cell == "lstm" else _hard_gru)(xs, params)
+  want = _hard_rnn(cell, xs, params)
   np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-6)
 
 
@@ -308,12 +263,11 @@ def test_noisy_rnn_merges_split_rngs_and_kwargs():
 
 
 def test_traced_c_anneals_without_retracing():
-  traces = []
   params, xs = _params("lstm"), _inputs()
 
   @jax.jit
+  @chex.assert_max_traces(n=1)
   def forward(params, xs, c, key):
-    traces.append(None)
     # The documented pattern: build the module inside the jitted step with a traced c.
     layer = noisy_jax.nn.NoisyLSTM(H, sigmoid_c=c, tanh_c=c)
     return layer.apply({"params": params}, xs, rng=key)
@@ -321,24 +275,22 @@ def test_traced_c_anneals_without_retracing():
   schedule = noisy_jax.schedules.noise_annealing()
   keys = jax.random.split(jax.random.key(0), 3)
   outputs = [forward(params, xs, schedule(t), k) for t, k in zip((0, 2000, 10**6), keys)]
-  assert len(traces) == 1
   np.testing.assert_array_equal(jnp.asarray(outputs[0]).shape, (B, T, H))
   assert not np.allclose(outputs[0], outputs[2], atol=1e-4)
 
 
 def test_traced_c_works_inside_noisy_rnn():
-  traces = []
 
   @jax.jit
+  @chex.assert_max_traces(n=1)
   def forward(params, xs, c, key):
-    traces.append(None)
     rnn = noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyGRUCell(H, sigmoid_c=c, tanh_c=c))
     return rnn.apply({"params": {"cell": params}}, xs, rngs={"noise": key})
 
   params, xs = _params("gru"), _inputs()
   first = forward(params, xs, jnp.float32(0.0), jax.random.key(1))
   second = forward(params, xs, jnp.float32(8.0), jax.random.key(2))
-  assert len(traces) == 1 and not np.allclose(first, second, atol=1e-4)
+  assert not np.allclose(first, second, atol=1e-4)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -379,7 +331,7 @@ def test_quiet_gates_use_the_plain_activation():
   params, xs = _params("lstm"), _inputs()
   quiet = noisy_jax.nn.NoisyLSTM(H, noisy_gates=())
   ys = quiet.apply({"params": params}, xs)  # no key needed when nothing is noisy
-  np.testing.assert_allclose(ys, _hard_lstm(xs, params), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ys, _hard_rnn("lstm", xs, params), rtol=1e-5, atol=1e-6)
 
 
 def test_cell_init_shapes_and_blockwise_orthogonal_recurrent_kernel():
@@ -454,3 +406,251 @@ def test_vmap_over_keys_is_stacking_the_per_key_runs():
   for i in range(2):
     np.testing.assert_allclose(batched[i], run(jax.random.clone(keys[i])), rtol=1e-6, atol=1e-7)
   assert not np.allclose(batched[0], batched[1])
+
+
+# Float64: the pure steps and sequences against tests/reference_rnn.py, fed the
+# library's own draws, for every kind of noisy_gates subset. Saturating
+# pre-activations, c = 3 and alpha != 1 make each noisy gate change the numbers, so
+# noise on the wrong gates (or a gate missing its noise) cannot pass.
+
+_SIGMOID64 = recurrent.GateNoise("hard_sigmoid", "nah", c=3.0, alpha=0.9)
+_TANH64 = recurrent.GateNoise("hard_tanh", "nan", c=3.0, alpha=1.2)
+_ALL_GATES = {"lstm": recurrent.LSTM_GATES, "gru": recurrent.GRU_GATES}
+_WEIGHTS = {"lstm": recurrent.LSTMWeights, "gru": recurrent.GRUWeights}
+_STEPS = {"lstm": recurrent.lstm_step, "gru": recurrent.gru_step}
+_SEQUENCES = {"lstm": recurrent.lstm_sequence, "gru": recurrent.gru_sequence}
+_REFERENCE_STEPS = {"lstm": reference_rnn.lstm_step, "gru": reference_rnn.gru_step}
+
+
+def _subset_params(*cells):
+  """None, all, each gate alone, each gate left out: ``pytest.param(cell, gates)``."""
+  cases = []
+  for cell in cells:
+    gates = _ALL_GATES[cell]
+    subsets = [(), gates, *((g,) for g in gates),
+               *(tuple(other for other in gates if other != g) for g in gates)]
+    cases += [pytest.param(cell, s, id=f"{cell}-{'+'.join(s) or 'none'}") for s in subsets]
+  return cases
+
+
+def _problem64(cell, seed=10):
+  """NumPy float64 parameters, inputs and initial carry; many gates saturate.
+
+  Noise acts only where a unit saturates (Eq. 9: sigma = 0 where Delta = 0), so the
+  weights, the initial cell state and |p| are large.
+  """
+  rng = np.random.default_rng(seed)
+  params = {}
+  for name, shape in recurrent.weight_shapes(cell, D, H).items():
+    if name.startswith("p_"):
+      params[name] = rng.choice([-1.0, 1.0], shape) * rng.uniform(1.0, 3.0, shape)
+    else:
+      params[name] = rng.uniform(-2.0, 2.0, shape)
+  xs = 1.5 * rng.normal(size=(B, T, D))
+  h0 = rng.uniform(-1.0, 1.0, (B, H))
+  carry0 = (rng.uniform(-3.0, 3.0, (B, H)), h0) if cell == "lstm" else h0
+  return params, xs, carry0
+
+
+def _assert_noise_matters(reference_fn, draws, noisy_gates):
+  """The reference with these draws differs from the same gates with zero noise."""
+  if not noisy_gates:
+    return
+  quiet = reference_fn(jax.tree.map(np.zeros_like, draws))
+  noisy = reference_fn(draws)
+  assert not all(np.allclose(a, b, atol=1e-3)
+                 for a, b in zip(jax.tree.leaves(noisy), jax.tree.leaves(quiet)))
+
+
+def _to_jax(tree):
+  return jax.tree.map(jnp.asarray, tree)
+
+
+@pytest.mark.parametrize("cell,noisy_gates", _subset_params("lstm", "gru"))
+def test_step_matches_float64_reference_for_noisy_gate_subsets(cell, noisy_gates):
+  params, xs, carry0 = _problem64(cell)
+  key = jax.random.key(21)
+  draws = _step_draws(jax.random.clone(key), _DRAW_SHAPES[cell])
+  with jax.enable_x64(True):
+    weights = _WEIGHTS[cell](**_to_jax(params))
+    x_proj = recurrent.input_projection(jnp.asarray(xs[:, 0]), weights.input_kernel,
+                                        weights.bias)
+    carry, y = _STEPS[cell](_to_jax(carry0), x_proj, weights, key, sigmoid=_SIGMOID64,
+                            tanh=_TANH64, noisy_gates=noisy_gates)
+  assert y.dtype == jnp.float64
+  reference_fn = lambda draws: _REFERENCE_STEPS[cell](
+      carry0, xs[:, 0], params, draws, _SIGMOID64, _TANH64, noisy_gates)
+  want = reference_fn(draws)
+  for got_leaf, want_leaf in zip(jax.tree.leaves(carry), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(got_leaf, want_leaf, rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(y, jax.tree.leaves(want)[-1], rtol=1e-10, atol=1e-12)
+  _assert_noise_matters(reference_fn, draws, noisy_gates)
+
+
+def _sequence64(cell, params, xs, carry0, key, noisy_gates):
+  """lstm_sequence/gru_sequence in float64 (hand-written VJP); ``(carry, ys)``."""
+  return _SEQUENCES[cell](xs, _WEIGHTS[cell](**params), key, initial_carry=carry0,
+                          sigmoid=_SIGMOID64, tanh=_TANH64, noisy_gates=noisy_gates)
+
+
+def _reference_sequence64(cell, params, xs, carry0, draws, noisy_gates):
+  fn = reference_rnn.lstm_sequence if cell == "lstm" else reference_rnn.gru_sequence
+  return fn(xs, params, draws, _SIGMOID64, _TANH64, noisy_gates, carry0)
+
+
+@pytest.mark.parametrize("cell,noisy_gates", _subset_params("lstm", "gru"))
+def test_sequence_matches_float64_reference_for_noisy_gate_subsets(cell, noisy_gates):
+  params, xs, carry0 = _problem64(cell)
+  key = jax.random.key(22)
+  draws = _draws(key, T, _DRAW_SHAPES[cell])
+  with jax.enable_x64(True):
+    carry, ys = _sequence64(cell, _to_jax(params), jnp.asarray(xs), _to_jax(carry0), key,
+                            noisy_gates)
+  assert ys.dtype == jnp.float64
+  reference_fn = lambda draws: _reference_sequence64(cell, params, xs, carry0, draws,
+                                                     noisy_gates)
+  want_carry, want_ys = reference_fn(draws)
+  np.testing.assert_allclose(ys, want_ys, rtol=1e-10, atol=1e-12)
+  for got_leaf, want_leaf in zip(jax.tree.leaves(carry), jax.tree.leaves(want_carry),
+                                 strict=True):
+    np.testing.assert_allclose(got_leaf, want_leaf, rtol=1e-10, atol=1e-12)
+  _assert_noise_matters(reference_fn, draws, noisy_gates)
+
+
+@pytest.mark.parametrize("cell,noisy_gates", [
+    ("lstm", ("forget",)), ("lstm", ("input", "forget", "output", "cell")),
+    ("gru", ("reset",)), ("gru", ("update", "candidate")),
+])
+def test_sequence_gradients_match_finite_differences_of_the_reference(cell, noisy_gates):
+  # The hand-written VJP of the whole sequence against central differences of the
+  # float64 reference, with the same draws, along one random direction per argument.
+  params, xs, carry0 = _problem64(cell)
+  key = jax.random.key(23)
+  draws = _draws(key, T, _DRAW_SHAPES[cell])
+  rng = np.random.default_rng(24)
+  readout_ys = rng.normal(size=(B, T, H))
+  readout_carry = jax.tree.map(lambda a: rng.normal(size=a.shape), carry0)
+
+  def objective(carry, ys, sum_fn):
+    return sum_fn(ys * readout_ys) + sum(
+        sum_fn(leaf * r) for leaf, r in zip(jax.tree.leaves(carry),
+                                            jax.tree.leaves(readout_carry)))
+
+  def library_loss(args, key):
+    xs, params, carry0 = args
+    return objective(*_sequence64(cell, params, xs, carry0, key, noisy_gates), jnp.sum)
+
+  def reference_loss(args):
+    xs, params, carry0 = args
+    return objective(*_reference_sequence64(cell, params, xs, carry0, draws, noisy_gates),
+                     np.sum)
+
+  args = (xs, params, carry0)
+  with jax.enable_x64(True):
+    grads = jax.jit(jax.grad(library_loss))(_to_jax(args), key)
+  leaves, treedef = jax.tree.flatten(args)
+  names = [("inputs", "params", "initial_carry")[path[0].idx] + jax.tree_util.keystr(path[1:])
+           for path, _ in jax.tree_util.tree_flatten_with_path(args)[0]]
+  eps = 1e-6
+  for k, (leaf, grad, name) in enumerate(zip(leaves, jax.tree.leaves(grads), names,
+                                             strict=True)):
+    direction = rng.normal(size=leaf.shape)
+
+    def shifted(step):
+      moved = list(leaves)
+      moved[k] = leaf + step * direction
+      return reference_loss(jax.tree.unflatten(treedef, moved))
+
+    want = (shifted(eps) - shifted(-eps)) / (2 * eps)
+    np.testing.assert_allclose(np.vdot(np.asarray(grad), direction), want, rtol=1e-6,
+                               atol=1e-8, err_msg=name)
+
+
+# The plain path (noisy_gates=(), sigmoid/tanh kinds) is flax's cell under a parameter
+# mapping: flax's per-gate blocks into the fused layout of recurrent.py.
+
+
+def _fused_lstm(per_gate):
+  """flax's LSTM gates ``{"i", "f", "g", "o"}: (input kernel, recurrent kernel, bias)``
+  in the fused layout ``[input, forget, output, candidate]`` (the candidate is flax's g).
+  """
+  order = ("i", "f", "o", "g")
+  return {
+      "input_kernel": np.concatenate([per_gate[g][0] for g in order], axis=-1),
+      "recurrent_kernel": np.concatenate([per_gate[g][1] for g in order], axis=-1),
+      "bias": np.concatenate([per_gate[g][2] for g in order]),
+      # p is unused on the plain path; nonzero, so that a quiet gate using it shows.
+      "p_gates": np.full(3 * H, 2.0), "p_candidate": np.full(H, 2.0), "p_cell": np.full(H, 2.0),
+  }
+
+
+def _fused_gru(per_gate, recurrent_bias):
+  """flax's GRU gates ``{"r", "z", "n"}: (input kernel, recurrent kernel, input bias)``
+  in the fused layout ``[reset, update, candidate]`` (update is flax's z), with the
+  candidate's recurrent bias (flax's b_hn) inside the reset product.
+  """
+  order = ("r", "z", "n")
+  return {
+      "input_kernel": np.concatenate([per_gate[g][0] for g in order], axis=-1),
+      "recurrent_kernel": np.concatenate([per_gate[g][1] for g in order], axis=-1),
+      "bias": np.concatenate([per_gate[g][2] for g in order]),
+      "recurrent_bias": np.asarray(recurrent_bias),
+      "p_gates": np.full(2 * H, 2.0), "p_candidate": np.full(H, 2.0),
+  }
+
+
+def _from_linen_flax(cell, flax_params):
+  """nn.LSTMCell/nn.OptimizedLSTMCell (ii..io without bias, hi..ho with) or nn.GRUCell
+  (ir, iz, in with bias; hr, hz without; hn with b_hn) parameters, fused."""
+  p = jax.tree.map(np.asarray, flax_params)
+  if cell == "lstm":
+    return _fused_lstm({g: (p[f"i{g}"]["kernel"], p[f"h{g}"]["kernel"], p[f"h{g}"]["bias"])
+                        for g in "ifgo"})
+  return _fused_gru({g: (p[f"i{g}"]["kernel"], p[f"h{g}"]["kernel"], p[f"i{g}"]["bias"])
+                     for g in "rzn"}, p["hn"]["bias"])
+
+
+def _problem_for_flax(cell, seed=30):
+  """Float64 inputs (B, T, D) and a nonzero initial carry."""
+  rng = np.random.default_rng(seed)
+  xs = jnp.asarray(1.5 * rng.normal(size=(B, T, D)))
+  h0 = jnp.asarray(rng.uniform(-1.0, 1.0, (B, H)))
+  return xs, ((2.0 * h0, h0) if cell == "lstm" else h0)
+
+
+_PLAIN = dict(sigmoid_kind="sigmoid", tanh_kind="tanh", noisy_gates=(),
+              param_dtype=jnp.float64)
+
+
+@pytest.mark.parametrize("cell,flax_cell", [("lstm", nn.LSTMCell),
+                                            ("lstm", nn.OptimizedLSTMCell),
+                                            ("gru", nn.GRUCell)],
+                         ids=["LSTMCell", "OptimizedLSTMCell", "GRUCell"])
+def test_plain_cell_and_layer_equal_the_linen_flax_cell(cell, flax_cell):
+  with jax.enable_x64(True):
+    xs, carry0 = _problem_for_flax(cell)
+    theirs = flax_cell(H, param_dtype=jnp.float64)
+    # Every parameter random, biases (b_hn included) too, so that each block's
+    # mapping is checked; drawn by NumPy, without compiling flax's initialisers.
+    shapes = jax.eval_shape(theirs.init, jax.random.key(31), carry0, xs[:, 0])["params"]
+    rng = np.random.default_rng(31)
+    flax_params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape)), shapes)
+    params = _from_linen_flax(cell, flax_params)
+    ours = _CELLS[cell](H, **_PLAIN)
+    want_carry = got_carry = carry0
+    for t in range(3):
+      want_carry, want = theirs.apply({"params": flax_params}, want_carry, xs[:, t])
+      got_carry, got = ours.apply({"params": params}, got_carry, xs[:, t])
+      assert got.dtype == jnp.float64
+      np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"step {t}")
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),
+                   got_carry, want_carry)
+    # The whole-sequence layer against nn.RNN over the flax cell.
+    rnn = nn.RNN(theirs, return_carry=True)
+    want_carry, want_ys = rnn.apply({"params": {"cell": flax_params}}, xs,
+                                    initial_carry=carry0)
+    layer = _LAYERS[cell](H, return_carry=True, **_PLAIN)
+    got_carry, got_ys = layer.apply({"params": params}, xs, initial_carry=carry0)
+  np.testing.assert_allclose(got_ys, want_ys, rtol=1e-12, atol=1e-12)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),
+               got_carry, want_carry)

@@ -1,5 +1,6 @@
-"""NNX noisy recurrent cells and layers: same numbers as Linen, fresh noise under nnx.RNN."""
+"""NNX noisy recurrent cells and layers: as Linen and flax, fresh noise under nnx.RNN."""
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -87,13 +88,12 @@ def test_nnx_layer_equals_the_cell_under_nnx_rnn(cell):
 
 
 def test_annealing_c_in_nnx_jit_does_not_retrace():
-  traces = []
   model = noisy_jax.nnx.NoisyLSTM(D, H, rngs=nnx.Rngs(0))
   xs = test_recurrent._inputs()
 
   @nnx.jit
+  @chex.assert_max_traces(n=1)
   def forward(model, xs):
-    traces.append(None)
     return model(xs)
 
   schedule = noisy_jax.schedules.noise_annealing()
@@ -103,7 +103,6 @@ def test_annealing_c_in_nnx_jit_does_not_retrace():
     outputs.append(forward(model, xs))
   model.sigmoid_alpha[...] = 1.0  # alpha is state too
   outputs.append(forward(model, xs))
-  assert len(traces) == 1
   assert float(model.tanh_c[...]) == float(schedule(10**6))
   assert not np.allclose(outputs[0], outputs[2], atol=1e-4)
   # c and alpha are not learned parameters.
@@ -161,7 +160,7 @@ def test_missing_noise_stream_and_bad_input_raise_clear_errors():
     noisy_jax.nnx.set_noise_scale(layer, 1.0, kinds=("gates",))
   with pytest.raises(ValueError, match=r"c must be finite and >= 0.*got c=-1.0"):
     noisy_jax.nnx.set_noise_scale(layer, -1.0)
-  with pytest.raises(ValueError, match=r"c must be finite and >= 0.*got c=nan"):
+  with pytest.raises(ValueError, match=r"tanh_c must be finite and >= 0.*got tanh_c=nan"):
     noisy_jax.nnx.NoisyGRUCell(D, H, tanh_c=float("nan"), rngs=nnx.Rngs(0))
 
 
@@ -181,3 +180,65 @@ def test_linen_cell_inside_a_module_and_nn_scan_pattern_for_ntm_style_controller
   outs = [controller.apply(variables, carry, x, rngs={"noise": k})[1]
           for k in jax.random.split(jax.random.key(2), 2)]
   assert not np.allclose(outs[0], outs[1])
+
+
+def _from_nnx_flax(cell, module):
+  """nnx.LSTMCell (ii, if_, ig, io; hi..ho with the bias), nnx.OptimizedLSTMCell (fused
+  blocks [i, f, g, o], the bias on dense_h) or nnx.GRUCell (fused blocks [r, z, n],
+  the bias on dense_i; no b_hn, so recurrent_bias = 0) parameters, in noisy_jax's layout."""
+  value = lambda variable: np.asarray(variable[...])
+  if isinstance(module, nnx.LSTMCell):
+    inputs = {"i": module.ii, "f": module.if_, "g": module.ig, "o": module.io}
+    hidden = {"i": module.hi, "f": module.hf, "g": module.hg, "o": module.ho}
+    return test_recurrent._fused_lstm({g: (value(inputs[g].kernel), value(hidden[g].kernel),
+                                           value(hidden[g].bias)) for g in "ifgo"})
+  names = "ifgo" if cell == "lstm" else "rzn"
+  blocks = lambda variable: dict(zip(names, np.split(value(variable), len(names), axis=-1)))
+  kernel_i, kernel_h = blocks(module.dense_i.kernel), blocks(module.dense_h.kernel)
+  if cell == "lstm":
+    bias = blocks(module.dense_h.bias)
+    return test_recurrent._fused_lstm({g: (kernel_i[g], kernel_h[g], bias[g]) for g in names})
+  bias = blocks(module.dense_i.bias)
+  return test_recurrent._fused_gru({g: (kernel_i[g], kernel_h[g], bias[g]) for g in names},
+                                   np.zeros(H))
+
+
+# Parameters are loaded after construction: zeros skip compiling the initialisers.
+_ZERO_INIT = dict(kernel_init=nnx.initializers.zeros_init(),
+                  recurrent_kernel_init=nnx.initializers.zeros_init(),
+                  bias_init=nnx.initializers.zeros_init())
+
+
+@pytest.mark.parametrize("cell,flax_cell", [("lstm", nnx.LSTMCell),
+                                            ("lstm", nnx.OptimizedLSTMCell),
+                                            ("gru", nnx.GRUCell)],
+                         ids=["LSTMCell", "OptimizedLSTMCell", "GRUCell"])
+def test_plain_nnx_cell_and_layer_equal_the_nnx_flax_cell(cell, flax_cell):
+  with jax.enable_x64(True):
+    xs, carry0 = test_recurrent._problem_for_flax(cell)
+    theirs = flax_cell(D, H, param_dtype=jnp.float64, rngs=nnx.Rngs(32), **_ZERO_INIT)
+    # Every parameter random, biases too, so that each block's mapping is checked.
+    rng = np.random.default_rng(32)
+    for _, node in nnx.iter_graph(theirs):
+      if isinstance(node, nnx.Param):
+        node[...] = jnp.asarray(rng.normal(size=node.shape))
+    params = _from_nnx_flax(cell, theirs)
+    ours = _load(_NNX_CELLS[cell](D, H, rngs=nnx.Rngs(0), p_init=_ZERO_INIT["bias_init"],
+                                  **_ZERO_INIT, **test_recurrent._PLAIN), params)
+    want_carry = got_carry = carry0
+    for t in range(3):
+      want_carry, want = theirs(want_carry, xs[:, t])
+      got_carry, got = ours(got_carry, xs[:, t])
+      assert got.dtype == jnp.float64
+      np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"step {t}")
+      jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),
+                   got_carry, want_carry)
+    # The whole-sequence layer against nnx.RNN over the flax cell.
+    want_carry, want_ys = nnx.RNN(theirs, return_carry=True)(xs, initial_carry=carry0)
+    layer = _load(_NNX_LAYERS[cell](D, H, return_carry=True, rngs=nnx.Rngs(0),
+                                    p_init=_ZERO_INIT["bias_init"], **_ZERO_INIT,
+                                    **test_recurrent._PLAIN), params)
+    got_carry, got_ys = layer(xs, initial_carry=carry0)
+  np.testing.assert_allclose(got_ys, want_ys, rtol=1e-12, atol=1e-12)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),
+               got_carry, want_carry)
