@@ -1,11 +1,18 @@
-"""Float64 NumPy references for the NTM addressing, written from Graves et al. (2014).
+"""Float64 NumPy references for the NTM, written from Graves et al. (2014).
 
-Single-head, single-example functions that follow the paper's equations literally
-(explicit sums over locations, modulo-N indices); tests map them over heads and
-batch. Shapes: memory (N, M), key (M,), weighting (N,).
+The addressing: single-head, single-example functions that follow the paper's
+equations literally (explicit sums over locations, modulo-N indices); tests map them
+over heads and batch. Shapes: memory (N, M), key (M,), weighting (N,).
+
+The whole step (:func:`ntm_step`): those functions composed over a batch and the
+heads, with the controller and the head-parameter layout written from the
+docstrings of noisy_jax/_src/ntm.py and recurrent.py, and the noisy units from
+tests/reference.py fed the library's own draws.
 """
 
 import numpy as np
+
+from tests import reference
 
 COSINE_EPS = 1e-8
 
@@ -72,3 +79,151 @@ def write(memory, weights, erase, add):
     for i in range(memory.shape[0]):
       memory[i] = memory[i] + w[i] * np.asarray(a, np.float64)
   return memory
+
+
+# The whole NTM step (noisy_jax._src.ntm.ntm_step), composed of the functions above
+# and written from ntm.py's docstrings: the controller reads [x_t, r_{t-1}], a linear
+# map of its output parameterises the heads, the heads address memory with Eqs. 5-9,
+# the read heads read M_{t-1} (Eq. 2), then the write heads erase and add (Eqs. 3-4).
+
+# Gates whose h is a sigmoid kind (the others are tanh units).
+SIGMOID_GATES = ("input", "forget", "output", "interpolation", "erase")
+
+
+def softplus(x):
+  return np.logaddexp(0.0, x)
+
+
+def softmax(logits):
+  e = np.exp(logits - logits.max(-1, keepdims=True))
+  return e / e.sum(-1, keepdims=True)
+
+
+def clip(x, clip_value):
+  return x if clip_value is None else np.clip(x, -clip_value, clip_value)
+
+
+def unit(x, name, p, draws, noise, noisy_gates):
+  """One named gate or tanh unit of the NTM, float64.
+
+  Not in ``noisy_gates``: the plain h(x). Noisy: phi(x, xi) (Gulcehre et al., 2016,
+  Eqs. 12, 14-15) with the draw ``draws[name]``, or its expectation (Eq. 13) when
+  ``draws`` is None. ``noise`` maps "sigmoid" and "tanh" to ``(kind, mode, c, alpha)``.
+  """
+  kind, mode, c, alpha = noise["sigmoid" if name in SIGMOID_GATES else "tanh"]
+  if name not in noisy_gates:
+    return reference.h(np.asarray(x, np.float64), kind)
+  if draws is None:
+    return reference.expectation(x, p, c, alpha, mode, kind)
+  return reference.noisy(x, draws[name], p, c, alpha, mode, kind)
+
+
+def head_fields(params, num_read_heads, num_write_heads, memory_width, shift_range):
+  """Splits the heads' parameters ``(B, P)`` by the layout of ntm.py's docstring.
+
+  ``[keys K*M | betas K | gates K | shifts K*(2S+1) | gammas K | erase W*M | add W*M]``,
+  field by field over the ``K = R + W`` heads (read heads first), each field head by
+  head. Returns a dict of ``(B, heads, width)`` arrays (width 1 for the scalars).
+  """
+  heads, batch = num_read_heads + num_write_heads, params.shape[0]
+  layout = (("keys", heads, memory_width), ("betas", heads, 1), ("gates", heads, 1),
+            ("shifts", heads, 2 * shift_range + 1), ("gammas", heads, 1),
+            ("erase", num_write_heads, memory_width), ("add", num_write_heads, memory_width))
+  fields, start = {}, 0
+  for name, count, width in layout:
+    fields[name] = params[:, start:start + count * width].reshape(batch, count, width)
+    start += count * width
+  assert start == params.shape[1], (start, params.shape)
+  return fields
+
+
+def lstm_controller(x, carry, weights, draws, noise, noisy_gates):
+  """The noisy LSTM (recurrent.py's docstrings): blocks [input, forget, output, candidate]."""
+  c_prev, h_prev = carry
+  hidden = h_prev.shape[-1]
+  z = x @ weights["input_kernel"] + weights["bias"] + h_prev @ weights["recurrent_kernel"]
+  block = lambda k: z[:, k * hidden:(k + 1) * hidden]
+  p_gate = lambda k: weights["p_gates"][k * hidden:(k + 1) * hidden]
+  i, f, o = (unit(block(k), name, p_gate(k), draws, noise, noisy_gates)
+             for k, name in enumerate(("input", "forget", "output")))
+  g = unit(block(3), "candidate", weights["p_candidate"], draws, noise, noisy_gates)
+  c = f * c_prev + i * g
+  return c, o * unit(c, "cell", weights["p_cell"], draws, noise, noisy_gates)
+
+
+def ntm_step(state, inputs, weights, draws, *, controller, shift_range, noise, noisy_gates,
+             clip_value):
+  """One NTM step for a batch, float64.
+
+  Args:
+    state: dict with ``controller`` (the LSTM's ``(c, h)``, each ``(B, H)``, or
+      ``()``), ``memory (B, N, M)``, ``reads (B, R, M)``, ``read_weights (B, R, N)``,
+      ``write_weights (B, W, N)``, ``step (B,)``.
+    inputs: ``(B, D)``.
+    weights: dict named as ntm.py's docstring (``controller`` a dict of the LSTM's
+      or the feed-forward layer's weights).
+    draws: dict from gate name to that gate's standard-normal draw; None: every
+      noisy unit at its expectation (deterministic).
+    controller: ``"lstm"`` or ``"feedforward"``.
+    shift_range: S.
+    noise: ``{"sigmoid": (kind, mode, c, alpha), "tanh": (...)}``.
+    noisy_gates: the names of the noisy units.
+    clip_value: clip of the controller's input, state and output and of the heads'
+      parameters; None: no clip.
+
+  Returns:
+    ``(new_state, output)``, ``output = [hidden, reads]`` of shape ``(B, H + R M)``.
+  """
+  w = {k: np.asarray(v, np.float64) for k, v in weights.items() if k != "controller"}
+  w["controller"] = {k: np.asarray(v, np.float64) for k, v in weights["controller"].items()}
+  memory = np.asarray(state["memory"], np.float64)
+  batch = memory.shape[0]
+  num_read_heads, num_write_heads = w["initial_reads"].shape[0], w["p_erase"].shape[0]
+  heads = num_read_heads + num_write_heads
+
+  # Step 0: the learned initial reads and (softmaxed) weightings replace the state's.
+  reads = np.array(state["reads"], np.float64)
+  prev = np.concatenate([state["read_weights"], state["write_weights"]], axis=1).astype(np.float64)
+  for b in range(batch):
+    if state["step"][b] == 0:
+      reads[b] = w["initial_reads"]
+      prev[b] = softmax(np.concatenate([w["initial_read_logits"], w["initial_write_logits"]]))
+
+  controller_in = clip(np.concatenate([np.asarray(inputs, np.float64),
+                                       reads.reshape(batch, -1)], axis=-1), clip_value)
+  if controller == "lstm":
+    carry = tuple(np.asarray(v, np.float64) for v in state["controller"])
+    c, h = lstm_controller(controller_in, carry, w["controller"], draws, noise, noisy_gates)
+    controller_state = (clip(c, clip_value), clip(h, clip_value))
+    hidden = controller_state[1]
+  else:
+    ff = w["controller"]
+    hidden = clip(unit(controller_in @ ff["kernel"] + ff["bias"], "hidden", ff["p"], draws,
+                       noise, noisy_gates), clip_value)
+    controller_state = ()
+
+  params = clip(hidden @ w["head_kernel"] + w["head_bias"], clip_value)
+  fields = head_fields(params, num_read_heads, num_write_heads, memory.shape[-1], shift_range)
+  content_key = np.tanh(fields["keys"])
+  beta = softplus(fields["betas"][..., 0])
+  gate = np.clip(unit(fields["gates"][..., 0], "interpolation", w["p_gate"], draws, noise,
+                      noisy_gates), 0.0, 1.0)
+  shift_weights = softmax(fields["shifts"])
+  gamma = 1.0 + softplus(fields["gammas"][..., 0])
+  erase = np.clip(unit(fields["erase"], "erase", w["p_erase"], draws, noise, noisy_gates),
+                  0.0, 1.0)
+  add = np.tanh(fields["add"])
+
+  weightings = np.array([[address(memory[b], prev[b, k], content_key[b, k], beta[b, k],
+                                  gate[b, k], shift_weights[b, k], gamma[b, k])
+                          for k in range(heads)] for b in range(batch)])
+  read_weights, write_weights = weightings[:, :num_read_heads], weightings[:, num_read_heads:]
+  # The reads see M_{t-1}: the write below comes after them.
+  new_reads = np.array([[read(memory[b], read_weights[b, k]) for k in range(num_read_heads)]
+                        for b in range(batch)])
+  new_memory = np.stack([write(memory[b], write_weights[b], erase[b], add[b])
+                         for b in range(batch)])
+  new_state = dict(controller=controller_state, memory=new_memory, reads=new_reads,
+                   read_weights=read_weights, write_weights=write_weights,
+                   step=np.asarray(state["step"]) + 1)
+  return new_state, np.concatenate([hidden, new_reads.reshape(batch, -1)], axis=-1)

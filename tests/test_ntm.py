@@ -1,5 +1,7 @@
 """Tests of the NTM addressing (against reference_ntm.py) and the NTM cells."""
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -7,12 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from absl.testing import parameterized
 from flax import nnx
 from jax.test_util import check_grads
 
 import noisy_jax.nn
 import noisy_jax.nnx
 from noisy_jax import ntm
+from noisy_jax._src import noise
 from noisy_jax._src import ntm as ntm_src
 from noisy_jax._src import recurrent
 from tests import reference_ntm
@@ -227,11 +231,10 @@ def test_nnx_cell_under_nnx_rnn_and_same_numbers_as_linen():
   xs = jax.random.normal(jax.random.key(1), (B, T, D))
   rnn = nnx.RNN(noisy_jax.nnx.NTMCell(D, controller="feedforward", rngs=nnx.Rngs(0), **CELL),
                 return_carry=True)
-  traces = []
 
   @nnx.jit
+  @chex.assert_max_traces(n=1)
   def run(rnn, xs):
-    traces.append(None)
     return rnn(xs)
 
   state, ys = run(rnn, xs)
@@ -241,8 +244,7 @@ def test_nnx_cell_under_nnx_rnn_and_same_numbers_as_linen():
   np.testing.assert_array_equal(state.step, T)
   assert not np.allclose(ys, ys_next)
   noisy_jax.nnx.set_noise_scale(rnn, 30.0)  # annealing state, not a retrace
-  state, ys_c30 = run(rnn, xs)
-  assert len(traces) == 1
+  state, ys_c30 = run(rnn, xs)  # a retrace would fail in assert_max_traces
   chex.assert_tree_all_finite((state, ys_c30))
   assert float(rnn.cell.sigmoid_c[...]) == 30.0
   # One step with the same parameters and key gives the Linen cell's numbers.
@@ -299,11 +301,10 @@ def test_check_grads_through_one_full_step():
 
 def test_no_nan_on_degenerate_input_and_annealing_c_does_not_retrace():
   _, _, params = _linen_params()
-  traces = []
 
   @jax.jit
+  @chex.assert_max_traces(n=1)  # c changes from 0.5 to 30 below without a retrace
   def run(params, xs, memory_value, c, key):
-    traces.append(None)
     cell = noisy_jax.nn.NTMCell(**CELL, sigmoid_c=c, tanh_c=c)
     rnn = noisy_jax.nn.noisy_rnn(cell, return_carry=True)
     start = cell.initialize_carry(key, xs[:, 0].shape)
@@ -331,7 +332,6 @@ def test_no_nan_on_degenerate_input_and_annealing_c_does_not_retrace():
     value, state, grads = run(p, x, memory_value, c, jax.random.key(seed))
     chex.assert_tree_all_finite((value, state, grads))
     np.testing.assert_allclose(_weightings(state).sum(-1), 1.0, rtol=1e-5, err_msg=name)
-  assert len(traces) == 1  # c changed from 0.5 to 30 without a retrace
 
 
 def test_fresh_state_uses_the_learned_initial_state():
@@ -364,6 +364,233 @@ def test_bad_configuration_raises_clear_errors():
                 deterministic=True)
   with pytest.raises(ValueError, match="memory_size must be an integer >= 1"):
     ntm.initial_state((B,), controller="lstm", features=8, memory_size=0, memory_width=4)
+
+
+# The whole step against reference_ntm.ntm_step, in float64 with the library's own
+# draws: small sizes, 2 + 2 heads, 2-3 steps.
+REF_SIZES = dict(features=6, memory_size=5, memory_width=4, num_read_heads=2,
+                 num_write_heads=2)
+REF_D, REF_B, REF_S, REF_CLIP = 3, 2, 1, 3.0
+# Large c and |p| make sigma(x) 0.1-0.5 on saturated units. alpha = 1 points the
+# gates' half-normal noise into [0, 1] (d(x) = -sgn(x)), where the heads' [0, 1]
+# clip keeps it; alpha != 1 makes Eq. 13's expectation differ from h(x) too.
+REF_SIGMOID = recurrent.GateNoise(kind="hard_sigmoid", mode="nah", c=2.0, alpha=1.0)
+REF_TANH = recurrent.GateNoise(kind="hard_tanh", mode="nan", c=2.0, alpha=0.9)
+REF_NOISE = {name: (gate.kind, gate.mode, gate.c, gate.alpha)
+             for name, gate in (("sigmoid", REF_SIGMOID), ("tanh", REF_TANH))}
+# Written from the docstrings (lstm_step's gates, then the heads'), not from gate_names().
+GATE_NAMES = {
+    "lstm": ("input", "forget", "output", "candidate", "cell", "interpolation", "erase"),
+    "feedforward": ("hidden", "interpolation", "erase"),
+}
+
+
+def _ref_weights(controller, seed=0):
+  """Random float64 weights, nested as weight_shapes(): many saturating pre-activations."""
+  rng = np.random.default_rng(seed)
+  shapes = ntm.weight_shapes(controller, REF_D, shift_range=REF_S, **REF_SIZES)
+
+  def draw(name, shape):
+    if name == "p" or name.startswith("p_"):
+      return rng.choice([-1.0, 1.0], shape) * rng.uniform(2.0, 5.0, shape)
+    return rng.normal(0.0, 1.0 if "bias" in name or "initial" in name else 1.5, shape)
+
+  weights = {name: draw(name, shape) for name, shape in shapes.items() if name != "controller"}
+  weights["controller"] = {name: draw(name, shape)
+                           for name, shape in shapes["controller"].items()}
+  return weights
+
+
+def _library_weights(controller, weights):
+  controller_type = recurrent.LSTMWeights if controller == "lstm" else ntm.FeedForwardWeights
+  rest = {k: jnp.asarray(v) for k, v in weights.items() if k != "controller"}
+  return ntm.NTMWeights(
+      controller=controller_type(**{k: jnp.asarray(v) for k, v in weights["controller"].items()}),
+      **rest)
+
+
+def _fresh_state(controller):
+  return ntm.initial_state((REF_B,), controller=controller, dtype=jnp.float64, **REF_SIZES)
+
+
+def _random_state(controller, seed=1):
+  """A state past step 0 for one example, at step 0 for the other.
+
+  The LSTM's cell state, at 4-8 in size, stays beyond REF_CLIP where the forget
+  gate saturates.
+  """
+  rng = np.random.default_rng(seed)
+  n, m = REF_SIZES["memory_size"], REF_SIZES["memory_width"]
+  r, w, h = REF_SIZES["num_read_heads"], REF_SIZES["num_write_heads"], REF_SIZES["features"]
+  lstm = (jnp.asarray(rng.choice([-1.0, 1.0], (REF_B, h)) * rng.uniform(4.0, 8.0, (REF_B, h))),
+          jnp.asarray(rng.uniform(-1.0, 1.0, (REF_B, h))))
+  return ntm.NTMState(
+      controller=lstm if controller == "lstm" else (),
+      memory=jnp.asarray(rng.normal(size=(REF_B, n, m))),
+      reads=jnp.asarray(rng.normal(size=(REF_B, r, m))),
+      read_weights=jnp.asarray(_softmax(rng.normal(size=(REF_B, r, n)))),
+      write_weights=jnp.asarray(_softmax(rng.normal(size=(REF_B, w, n)))),
+      step=jnp.array([0, 3], jnp.int32))
+
+
+def _step_key(seed, t):
+  # Called once for the library and once for the reference's draws: equal keys,
+  # two objects, so no key is used twice.
+  return jax.random.key(1000 * seed + t)
+
+
+def _ntm_draws(key, controller):
+  """The standard-normal draws ntm_step makes from ``key``, by gate name (float64).
+
+  ntm_step splits its key into (controller, interpolation gate, erase gate); the
+  LSTM splits the controller's key over its three noisy calls: the sigmoid block
+  [input, forget, output] (one draw), the candidate and the cell.
+  """
+  h, m = REF_SIZES["features"], REF_SIZES["memory_width"]
+  heads = REF_SIZES["num_read_heads"] + REF_SIZES["num_write_heads"]
+  controller_key, gate_key, erase_key = jax.random.split(key, 3)
+  xi = lambda k, shape: np.asarray(noise.standard_normal(k, shape, jnp.float64), np.float64)
+  if controller == "lstm":
+    gates_key, candidate_key, cell_key = jax.random.split(controller_key, 3)
+    draws = dict(zip(("input", "forget", "output"),
+                     np.split(xi(gates_key, (REF_B, 3 * h)), 3, axis=-1)))
+    draws.update(candidate=xi(candidate_key, (REF_B, h)), cell=xi(cell_key, (REF_B, h)))
+  else:
+    draws = {"hidden": xi(controller_key, (REF_B, h))}
+  draws["interpolation"] = xi(gate_key, (REF_B, heads))
+  draws["erase"] = xi(erase_key, (REF_B, REF_SIZES["num_write_heads"], m))
+  return draws
+
+
+def _as_dict(state):
+  return {name: jax.tree.map(np.asarray, value) for name, value in state._asdict().items()}
+
+
+def _reference_run(controller, state, xs, weights, draws, noisy_gates, clip_value=REF_CLIP):
+  """reference_ntm.ntm_step over the steps; draws[t] None: deterministic."""
+  state, trajectory = _as_dict(state), []
+  for x, step_draws in zip(xs, draws):
+    state, y = reference_ntm.ntm_step(
+        state, x, weights, step_draws, controller=controller, shift_range=REF_S,
+        noise=REF_NOISE, noisy_gates=noisy_gates, clip_value=clip_value)
+    trajectory.append((state, y))
+  return trajectory
+
+
+def _library_run(step, controller, state, xs, weights, seed, deterministic):
+  weights = _library_weights(controller, weights)
+  trajectory = []
+  for t, x in enumerate(xs):
+    state, y = step(state, jnp.asarray(x), weights,
+                    None if deterministic else _step_key(seed, t))
+    trajectory.append((_as_dict(state), np.asarray(y)))
+  return trajectory
+
+
+def _assert_same_run(got, want):
+  for t, ((got_state, got_y), (want_state, want_y)) in enumerate(zip(got, want, strict=True)):
+    np.testing.assert_allclose(got_y, want_y, rtol=1e-10, atol=1e-10, err_msg=f"step {t}: output")
+    for name, value in want_state.items():
+      np.testing.assert_allclose(np.asarray(got_state[name]), np.asarray(value), rtol=1e-10,
+                                 atol=1e-10, err_msg=f"step {t}: state.{name}")
+
+
+def _distance(run, other):
+  """The largest difference of two reference runs' outputs and states."""
+  leaves = lambda run: [np.ravel(leaf) for leaf in jax.tree.leaves(run)]
+  return max(np.max(np.abs(a - b), initial=0.0) for a, b in zip(leaves(run), leaves(other)))
+
+
+def _inputs(seed, steps):
+  # Scale 2.5: some inputs exceed REF_CLIP.
+  return np.random.default_rng(seed).normal(0.0, 2.5, (steps, REF_B, REF_D))
+
+
+def _step_fn(controller, noisy_gates, deterministic, clip_value=REF_CLIP):
+  return functools.partial(ntm.ntm_step, controller=controller, shift_range=REF_S,
+                           sigmoid=REF_SIGMOID, tanh=REF_TANH, noisy_gates=noisy_gates,
+                           clip_value=clip_value, deterministic=deterministic)
+
+
+class NTMStepReferenceTest(chex.TestCase):
+  """ntm_step against the float64 reference step: controller, heads' layout, step 0,
+  clipping, the reads' M_{t-1}, the noise of each gate."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.product(controller=("lstm", "feedforward"), deterministic=(True, False))
+  def test_steps_match_the_float64_reference(self, controller, deterministic):
+    weights = _ref_weights(controller)
+    names = GATE_NAMES[controller]
+    with jax.enable_x64(True):
+      step = self.variant(_step_fn(controller, None, deterministic))
+      for seed, (state, steps) in enumerate([(_fresh_state(controller), 3),
+                                             (_random_state(controller), 2)]):
+        xs = _inputs(seed, steps)
+        draws = [None if deterministic else _ntm_draws(_step_key(seed, t), controller)
+                 for t in range(steps)]
+        got = _library_run(step, controller, state, xs, weights, seed, deterministic)
+        want = _reference_run(controller, state, xs, weights, draws, names)
+        _assert_same_run(got, want)
+        # The clip is active here, and the noise (or its expectation) shows.
+        unclipped = _reference_run(controller, state, xs, weights, draws, names, None)
+        assert _distance(want, unclipped) > 1e-3
+        plain = _reference_run(controller, state, xs, weights, draws, ())
+        assert _distance(want, plain) > 1e-3
+
+
+def _noisy_gate_cases():
+  for controller, names in GATE_NAMES.items():
+    yield pytest.param(controller, (), id=f"{controller}-none")
+    yield pytest.param(controller, names, id=f"{controller}-all")
+    for name in names:
+      yield pytest.param(controller, (name,), id=f"{controller}-only-{name}")
+      yield pytest.param(controller, tuple(n for n in names if n != name),
+                         id=f"{controller}-all-but-{name}")
+
+
+@pytest.mark.parametrize("controller,noisy_gates", list(_noisy_gate_cases()))
+def test_noise_goes_to_the_named_gates_only(controller, noisy_gates):
+  weights, seed, steps = _ref_weights(controller), 2, 2
+  xs = _inputs(seed, steps)
+  with jax.enable_x64(True):
+    state = _random_state(controller)
+    draws = [_ntm_draws(_step_key(seed, t), controller) for t in range(steps)]
+    got = _library_run(_step_fn(controller, noisy_gates, False), controller, state, xs,
+                       weights, seed, False)
+  want = _reference_run(controller, state, xs, weights, draws, noisy_gates)
+  _assert_same_run(got, want)
+  # Noise on or off at any single gate changes the numbers far beyond the tolerance,
+  # so noise on a wrong gate (or a gate left quiet) fails the comparison above.
+  for name in GATE_NAMES[controller]:
+    toggled = tuple(set(noisy_gates) ^ {name})
+    other = _reference_run(controller, state, xs, weights, draws, toggled)
+    assert _distance(want, other) > 1e-3, name
+
+
+@pytest.mark.parametrize("controller", ["lstm", "feedforward"])
+@pytest.mark.parametrize("clip_value", [0.5, None])
+def test_clip_value_matches_the_reference(controller, clip_value):
+  # At 0.5 the clip bounds even the controller's output and the LSTM's state.
+  weights, seed, steps = _ref_weights(controller), 3, 2
+  xs = _inputs(seed, steps)
+  with jax.enable_x64(True):
+    state = _random_state(controller)
+    draws = [_ntm_draws(_step_key(seed, t), controller) for t in range(steps)]
+    got = _library_run(_step_fn(controller, None, False, clip_value), controller, state, xs,
+                       weights, seed, False)
+  want = _reference_run(controller, state, xs, weights, draws, GATE_NAMES[controller],
+                        clip_value)
+  _assert_same_run(got, want)
+  if clip_value is not None:  # the clip is reached (an unclipped value would exceed it)
+    hidden = np.stack([y[:, :REF_SIZES["features"]] for _, y in want])
+    assert np.max(np.abs(hidden)) == clip_value
+    if controller == "lstm":
+      assert np.max(np.abs([s["controller"][0] for s, _ in want])) == clip_value
+
+
+def test_gate_names_are_the_documented_ones():
+  for controller, names in GATE_NAMES.items():
+    assert ntm.gate_names(controller) == names
 
 
 def _copy_batch(key, batch, bits, max_len):
