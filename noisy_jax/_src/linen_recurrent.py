@@ -1,6 +1,6 @@
 """Flax Linen noisy recurrent cells and whole-sequence layers.
 
-Thin wrappers: the modules declare parameters, fetch a key from the ``"noise"``
+Thin wrappers: the modules declare parameters, fetch keys from the ``"noise"``
 RNG stream and call the pure functions of :mod:`noisy_jax._src.recurrent`.
 """
 
@@ -38,6 +38,14 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
   ``rng_collection``) so that each time step draws fresh noise. A plain
   ``nn.RNN(cell)`` drops the stream, and the cell then raises a ``ValueError`` that
   names this fix instead of running with the same noise at every step.
+
+  With the same ``rngs``, ``noisy_rnn(NoisyLSTMCell(...), name=N)`` and
+  ``NoisyLSTM(..., name=N)`` in the same parent draw the same key at every step
+  (see :class:`NoisyLSTM`), provided the cell is the ``nn.RNN``'s own child
+  ``"cell"``: create it outside any ``@nn.compact`` method (at the top level or in
+  ``setup``) or with ``parent=None``. A cell created inside a parent's
+  ``@nn.compact`` method belongs to that parent (``"NoisyLSTMCell_0"``, where its
+  parameters are too) and draws its noise there.
 
   Note:
     The only way to get the same noise at every step is to ask for it:
@@ -108,6 +116,39 @@ def _noise_key(module, deterministic: bool, rng: jax.Array | None) -> jax.Array 
     raise ValueError(_MISSING_NOISE_STREAM.format(
         name=type(module).__name__, collection=module.rng_collection))
   return module.make_rng(module.rng_collection)
+
+
+class _StepKey(nn.Module):
+  """One step's draw from the noise stream: what a cell under :func:`noisy_rnn` draws."""
+
+  rng_collection: str
+
+  @nn.compact
+  def __call__(self, carry, _):
+    return carry, self.make_rng(self.rng_collection)
+
+
+def _sequence_key(module, deterministic: bool, rng: jax.Array | None,
+                  num_steps: int) -> jax.Array | None:
+  """The noise of a whole-sequence layer: ``rng`` as given, else one key per step.
+
+  The step keys come from flax's own machinery, not a copy of it: a child named
+  ``"cell"`` draws once per step inside ``nn.scan`` with ``nn.RNN``'s configuration,
+  as ``noisy_rnn(cell)``'s cell (also named ``"cell"``) does, so both see the same
+  keys. The scan body is one key derivation per step; it runs before the recurrence.
+  """
+  if deterministic:
+    return None
+  if rng is not None:
+    return rng
+  if not module.has_rng(module.rng_collection):
+    raise ValueError(_MISSING_NOISE_STREAM.format(
+        name=type(module).__name__, collection=module.rng_collection))
+  draw = nn.scan(_StepKey, variable_broadcast="params",
+                 split_rngs={**RNN_SPLIT_RNGS, module.rng_collection: True},
+                 length=num_steps)
+  _, keys = draw(module.rng_collection, name="cell")(None, None)
+  return keys
 
 
 class _NoiseFields(nn.Module):
@@ -345,9 +386,12 @@ class _NoisySequenceBase(_NoiseFields):
       seq_lengths: optional ``(B,)`` integer lengths; past its length a sequence's
         carry is frozen and its outputs are zero (``nn.RNN`` leaves them
         unspecified); the carry returned is the one at the last valid step.
-      deterministic, rng, return_carry, time_major, reverse, keep_order: override
-        the fields of the same names; ``rng`` is an explicit noise key. Step ``t``
-        uses ``jax.random.split(key, T)[t]``.
+      deterministic, return_carry, time_major, reverse, keep_order: override the
+        fields of the same names.
+      rng: an explicit noise key instead of the stream: step ``t`` (in processing
+        order) uses ``jax.random.split(rng, T)[t]``, or ``rng[t]`` for a ``(T,)``
+        array of step keys. Without it each step's key is drawn from the
+        ``rng_collection`` stream as :func:`noisy_rnn`'s cell draws it.
 
     Returns:
       ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
@@ -356,7 +400,8 @@ class _NoisySequenceBase(_NoiseFields):
     time_major = self.time_major if time_major is None else time_major
     inputs = recurrent.check_sequence_input(inputs, _in_features(self))
     sigmoid, tanh = _gates(self)
-    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
+    key = _sequence_key(self, deterministic or not self.noisy_gates, rng,
+                        inputs.shape[0 if time_major else 1])
     inputs, weights = _weights(self, self._cell, inputs.shape[-1], self.dtype, inputs)
     carry, outputs = self._sequence_fn(
         inputs, weights, key, initial_carry=initial_carry, seq_lengths=seq_lengths,
@@ -378,6 +423,24 @@ class NoisyLSTM(_NoisySequenceBase):
   it (see :func:`noisy_jax._src.recurrent.lstm_sequence`). The parameters are those
   of :class:`NoisyLSTMCell` (nested under ``"cell"`` in ``noisy_rnn(cell)``'s
   variables), so one can train with this layer and step with the cell.
+
+  Same noise as the cell: with the same ``rngs={"noise": key}``, this layer and
+  ``noisy_rnn(NoisyLSTMCell(...))`` with the same fields draw the same key at every
+  step, so given the same parameters their outputs, final carries and gradients
+  agree (to float rounding), also with ``reverse``, ``keep_order``, ``time_major``
+  and ``seq_lengths`` (at the valid steps: past a sequence's length this layer
+  outputs zeros, ``nn.RNN`` leaves them unspecified), and call after call within
+  one ``apply``. The layer draws its step keys with flax's own ``nn.scan`` in a
+  child named ``"cell"``, so both modules must sit at the same module path (e.g.
+  the same ``name=`` in the same parent), with the cell as the ``nn.RNN``'s child
+  ``"cell"`` (see :func:`noisy_rnn`). An explicit ``rng=`` key instead gives step
+  ``t`` the key ``jax.random.split(rng, T)[t]``, as scanning the cell with
+  ``rng=`` those keys does.
+
+  Note:
+    Initialisation differs: ``init`` draws this layer's parameters at its own path
+    and the cell's at ``<path>/cell``, so the same ``"params"`` key gives different
+    parameters. Copy them (``{"params": {"cell": params}}``) to compare the two.
 
   Attributes:
     features: hidden size ``H``.
@@ -417,7 +480,8 @@ class NoisyGRU(_NoisySequenceBase):
   One input matmul outside the scan, one ``(B, H) x (H, 3H)`` matmul per step, noise
   regenerated in the backward pass (see
   :func:`noisy_jax._src.recurrent.gru_sequence`). Parameters as
-  :class:`NoisyGRUCell`.
+  :class:`NoisyGRUCell`; the same noise as ``noisy_rnn(NoisyGRUCell(...))`` under
+  the conditions of :class:`NoisyLSTM`, and the same note on initialisation.
 
   Attributes:
     features: hidden size ``H``.

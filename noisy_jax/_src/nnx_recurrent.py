@@ -85,6 +85,20 @@ def _stream(rngs: nnx.Rngs | nnx.RngStream | None, collection: str):
   return nnx.data(None)
 
 
+def _successive_draws(stream: nnx.RngStream, num_steps: int) -> jax.Array:
+  """The keys of ``num_steps`` successive ``stream()`` calls, derived at once.
+
+  ``nnx.Rngs`` documents a draw as ``jax.random.fold_in(key, count)`` followed by
+  ``count += 1``; under ``nnx.RNN`` a cell makes one such draw per step. Vectorised,
+  the ``num_steps`` draws are one small fused op instead of a loop.
+  """
+  count = stream.count[...]
+  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(
+      stream.key[...], count + jnp.arange(num_steps, dtype=count.dtype))
+  stream.count[...] = count + num_steps
+  return keys
+
+
 def init_noise_fields(module: nnx.Module, **gates) -> None:
   """Sets ``<gate>_kind/_mode/_c/_alpha/_nanil_scale`` from ``gate=(kind, mode, c, alpha,
   nanil_scale)``.
@@ -174,7 +188,8 @@ class _NoisyNNXBase(nnx.Module):
     weights_type = recurrent.LSTMWeights if self._cell == "lstm" else recurrent.GRUWeights
     return inputs, weights_type(*params)
 
-  def _key(self, deterministic: bool, rngs) -> jax.Array | None:
+  def _key(self, deterministic: bool, rngs, num_steps: int | None = None) -> jax.Array | None:
+    """A key as given; from a stream, one draw (a step) or ``num_steps`` (a sequence)."""
     if deterministic:
       return None
     if rngs is None:
@@ -187,9 +202,9 @@ class _NoisyNNXBase(nnx.Module):
           "set deterministic=True (e.g. model.eval()) for evaluation."
       )
     if isinstance(rngs, nnx.Rngs):
-      return rngs[self.rng_collection]()
+      rngs = rngs[self.rng_collection]
     if isinstance(rngs, nnx.RngStream):
-      return rngs()
+      return rngs() if num_steps is None else _successive_draws(rngs, num_steps)
     return rngs
 
   def set_view(self, deterministic: bool | None = None):
@@ -258,7 +273,7 @@ class NoisyLSTMCell(_NoisyNNXCell, nnx.RNNCellBase):
   numbers for the same key), a drop-in for ``nnx.OptimizedLSTMCell`` under
   ``nnx.RNN``. The cell keeps its own fork of the ``"noise"`` stream; ``nnx.RNN``
   carries that stream's counter through its scan, so every step draws fresh noise
-  without any call-time ``rngs``.
+  (the stream's next key) without any call-time ``rngs``.
 
   Args:
     in_features: input size ``D``.
@@ -359,7 +374,10 @@ class _NoisyNNXSequence(_NoisyNNXBase):
       deterministic, return_carry, time_major, reverse, keep_order: override the
         attributes of the same names.
       rngs: a key, ``RngStream`` or ``Rngs`` for this call's noise instead of the
-        stored stream. Step ``t`` uses ``jax.random.split(key, T)[t]``.
+        stored stream. From a stream, step ``t`` uses its ``t``-th next draw, as
+        for the stored one; a key gives step ``t`` the key
+        ``jax.random.split(key, T)[t]`` (or ``key[t]`` for a ``(T,)`` array of
+        step keys), in processing order.
 
     Returns:
       ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
@@ -367,16 +385,17 @@ class _NoisyNNXSequence(_NoisyNNXBase):
     inputs = recurrent.check_sequence_input(inputs, self.in_features)
     deterministic = self.deterministic if deterministic is None else deterministic
     sigmoid, tanh = self._gates()
-    key = self._key(deterministic or not self.noisy_gates, rngs)
+    time_major = self.time_major if time_major is None else time_major
+    key = self._key(deterministic or not self.noisy_gates, rngs,
+                    inputs.shape[0 if time_major else 1])
     inputs, weights = self._weights(inputs)
     sequence = recurrent.lstm_sequence if self._cell == "lstm" else recurrent.gru_sequence
     carry, outputs = sequence(
         inputs, weights, key, initial_carry=initial_carry, seq_lengths=seq_lengths,
         reverse=self.reverse if reverse is None else reverse,
         keep_order=self.keep_order if keep_order is None else keep_order,
-        time_major=self.time_major if time_major is None else time_major,
-        unroll=self.unroll, sigmoid=sigmoid, tanh=tanh, noisy_gates=self.noisy_gates,
-        deterministic=deterministic,
+        time_major=time_major, unroll=self.unroll, sigmoid=sigmoid, tanh=tanh,
+        noisy_gates=self.noisy_gates, deterministic=deterministic,
     )
     return_carry = self.return_carry if return_carry is None else return_carry
     return (carry, outputs) if return_carry else outputs
@@ -387,8 +406,19 @@ class NoisyLSTM(_NoisyNNXSequence):
 
   One input matmul for all steps outside the scan, one fused ``(B, H) x (H, 4H)``
   matmul per step, noise regenerated (not stored) in the backward pass. The
-  parameters are those of :class:`NoisyLSTMCell`. Each call draws one key from the
-  stored noise stream (or ``rngs``).
+  parameters are those of :class:`NoisyLSTMCell`.
+
+  Same noise as the cell: each call draws ``T`` successive keys from the stored
+  noise stream, one per step, which are the keys ``nnx.RNN(NoisyLSTMCell(...))``
+  draws from the cell's stream. A layer and a cell built with the same arguments
+  and the same ``nnx.Rngs(params=..., noise=...)`` therefore start with the same
+  parameters and give the same outputs, final carries and gradients (to float
+  rounding), call after call (both streams advance by ``T`` per call), also with
+  ``reverse``, ``keep_order``, ``time_major`` and ``seq_lengths`` (at the valid
+  steps: past a sequence's length this layer outputs zeros, ``nnx.RNN`` leaves them
+  unspecified). This needs ``nnx.RNN``'s default handling of the stream (carried
+  through the scan; no ``broadcast_rngs``). An explicit key passed as ``rngs=``
+  has no counterpart under ``nnx.RNN``; see :meth:`__call__`.
 
   Args:
     in_features, hidden_features, sigmoid_*, tanh_*, noisy_gates, deterministic,
@@ -418,7 +448,9 @@ class NoisyLSTM(_NoisyNNXSequence):
 class NoisyGRU(_NoisyNNXSequence):
   r"""Fast whole-sequence noisy GRU (NNX): same numbers as :class:`NoisyGRUCell` scanned.
 
-  Arguments as :class:`NoisyLSTM`, parameters as :class:`NoisyGRUCell`.
+  Arguments as :class:`NoisyLSTM`, parameters as :class:`NoisyGRUCell`; the same
+  parameters and noise as ``nnx.RNN(NoisyGRUCell(...))`` under the conditions of
+  :class:`NoisyLSTM`.
 
   Example:
     >>> import jax.numpy as jnp

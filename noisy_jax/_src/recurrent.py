@@ -711,7 +711,15 @@ def _run_sequence(spec: _Spec, weights, small, scales, xs, key, carry, *, seq_le
   spec = spec._replace(time_axis=time_axis)
   key_data = None
   if key is not None:
-    keys = jax.random.split(key, num_steps)
+    # One key is split into the step keys; a (T,) array already is one key per step
+    # (the Flax layers pass the keys their cells would draw under nn.RNN/nnx.RNN).
+    keys = jax.random.split(key, num_steps) if key.ndim == 0 else key
+    if keys.shape != (num_steps,):
+      raise ValueError(
+          f"key must be one PRNG key or one key per step, of shape ({num_steps},), got "
+          f"a key array of shape {key.shape}. Fix: pass jax.random.key(seed), or "
+          f"jax.random.split(key, {num_steps}) for explicit step keys."
+      )
     spec = spec._replace(key_impl=jax.random.key_impl(keys))
     key_data = jax.random.key_data(keys)
   carry, ys = _recurrence(spec, weights.recurrent_kernel, small, scales, x_proj, key_data,
@@ -765,8 +773,9 @@ def lstm_sequence(
   The input projections of all steps are one ``(B T, D) x (D, 4H)`` matmul outside
   the scan; each step does one ``(B, H) x (H, 4H)`` matmul and its elementwise
   gates. Step ``t`` (in processing order) draws its noise from
-  ``jax.random.split(key, T)[t]``, so scanning :func:`lstm_step` with those keys
-  gives the same numbers, gradients included. The backward pass is hand-written:
+  ``jax.random.split(key, T)[t]`` (or from ``key[t]`` if ``key`` holds one key per
+  step), so scanning :func:`lstm_step` with those keys gives the same numbers,
+  gradients included. The backward pass is hand-written:
   it keeps ``6H`` floats per step and sequence (pre-activations, previous ``c`` and
   ``h``), regenerates the noise, and computes the recurrent kernel's gradient as
   one matmul after the loop.
@@ -774,7 +783,8 @@ def lstm_sequence(
   Args:
     inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
     weights: :class:`LSTMWeights`.
-    key: PRNG key for the whole sequence; required unless ``deterministic``.
+    key: PRNG key for the whole sequence, or a ``(T,)`` array of step keys in
+      processing order; required unless ``deterministic``.
     initial_carry: ``(c, h)`` of shape ``(B, H)`` each; zeros by default.
     seq_lengths: optional ``(B,)`` integer lengths. Past its length a sequence's
       carry is frozen and its outputs are zero; the returned carry is the carry
@@ -836,14 +846,15 @@ def gru_sequence(
   r"""Runs the noisy GRU of :func:`gru_step` over a whole sequence.
 
   Same contract as :func:`lstm_sequence` (one input matmul outside the scan, one
-  recurrent matmul per step, step ``t`` keyed by ``jax.random.split(key, T)[t]``,
-  hand-written backward pass keeping ``5H`` floats per step and sequence), with the
-  carry ``h`` of shape ``(B, H)``.
+  recurrent matmul per step, step ``t`` keyed by ``jax.random.split(key, T)[t]`` or
+  by ``key[t]``, hand-written backward pass keeping ``5H`` floats per step and
+  sequence), with the carry ``h`` of shape ``(B, H)``.
 
   Args:
     inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
     weights: :class:`GRUWeights`.
-    key: PRNG key for the whole sequence; required unless ``deterministic``.
+    key: PRNG key for the whole sequence, or a ``(T,)`` array of step keys (see
+      :func:`lstm_sequence`); required unless ``deterministic``.
     initial_carry: ``h`` of shape ``(B, H)``; zeros by default.
     seq_lengths: optional ``(B,)`` integer lengths (see :func:`lstm_sequence`).
     reverse: process the sequence right to left (padding stays at the end).
