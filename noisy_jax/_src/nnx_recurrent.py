@@ -281,7 +281,8 @@ class NoisyLSTMCell(_NoisyNNXCell, nnx.RNNCellBase):
     sigmoid_kind: activation of the gates, ``"hard_sigmoid"`` (paper) or ``"sigmoid"``.
     sigmoid_mode: noise variant of the gates; default ``"nah"`` (reference ``NSigmoidP``).
     sigmoid_c: the paper's ``c`` for the gates (``None``: the reference default);
-      stored as a :class:`NoiseScale`, annealable without retracing.
+      stored as a :class:`NoiseScale`, annealable without retracing
+      (:func:`set_noise_scale` checks a concrete value; a traced one is not checked).
     sigmoid_alpha: the paper's ``alpha`` for the gates (``None``: 1.1).
     sigmoid_nanil_scale: how ``sigmoid_mode="nanil"`` learns its noise scale:
       ``"reference"`` (default, the reference code's form, which injects noise)
