@@ -107,17 +107,6 @@ def _in_features(module) -> int | None:
   return None
 
 
-def _noise_key(module, deterministic: bool, rng: jax.Array | None) -> jax.Array | None:
-  if deterministic:
-    return None
-  if rng is not None:
-    return rng
-  if not module.has_rng(module.rng_collection):
-    raise ValueError(_MISSING_NOISE_STREAM.format(
-        name=type(module).__name__, collection=module.rng_collection))
-  return module.make_rng(module.rng_collection)
-
-
 class _StepKey(nn.Module):
   """One step's draw from the noise stream: what a cell under :func:`noisy_rnn` draws."""
 
@@ -128,14 +117,15 @@ class _StepKey(nn.Module):
     return carry, self.make_rng(self.rng_collection)
 
 
-def _sequence_key(module, deterministic: bool, rng: jax.Array | None,
-                  num_steps: int) -> jax.Array | None:
-  """The noise of a whole-sequence layer: ``rng`` as given, else one key per step.
+def _noise_key(module, deterministic: bool, rng: jax.Array | None,
+               num_steps: int | None = None) -> jax.Array | None:
+  """The noise key of a cell, or with ``num_steps`` the ``(T,)`` step keys of a layer.
 
-  The step keys come from flax's own machinery, not a copy of it: a child named
-  ``"cell"`` draws once per step inside ``nn.scan`` with ``nn.RNN``'s configuration,
-  as ``noisy_rnn(cell)``'s cell (also named ``"cell"``) does, so both see the same
-  keys. The scan body is one key derivation per step; it runs before the recurrence.
+  ``rng``, if given, is returned as it is. A layer's step keys come from flax's own
+  machinery, not a copy of it: a child named ``"cell"`` draws once per step inside
+  ``nn.scan`` with ``nn.RNN``'s configuration, as ``noisy_rnn(cell)``'s cell (also
+  named ``"cell"``) does, so both see the same keys. The scan body is one key
+  derivation per step; it runs before the recurrence.
   """
   if deterministic:
     return None
@@ -144,6 +134,8 @@ def _sequence_key(module, deterministic: bool, rng: jax.Array | None,
   if not module.has_rng(module.rng_collection):
     raise ValueError(_MISSING_NOISE_STREAM.format(
         name=type(module).__name__, collection=module.rng_collection))
+  if num_steps is None:
+    return module.make_rng(module.rng_collection)
   draw = nn.scan(_StepKey, variable_broadcast="params",
                  split_rngs={**RNN_SPLIT_RNGS, module.rng_collection: True},
                  length=num_steps)
@@ -400,8 +392,8 @@ class _NoisySequenceBase(_NoiseFields):
     time_major = self.time_major if time_major is None else time_major
     inputs = recurrent.check_sequence_input(inputs, _in_features(self))
     sigmoid, tanh = _gates(self)
-    key = _sequence_key(self, deterministic or not self.noisy_gates, rng,
-                        inputs.shape[0 if time_major else 1])
+    key = _noise_key(self, deterministic or not self.noisy_gates, rng,
+                     num_steps=inputs.shape[0 if time_major else 1])
     inputs, weights = _weights(self, self._cell, inputs.shape[-1], self.dtype, inputs)
     carry, outputs = self._sequence_fn(
         inputs, weights, key, initial_carry=initial_carry, seq_lengths=seq_lengths,
