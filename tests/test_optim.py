@@ -34,8 +34,29 @@ def _at_count(state, count):
   return state._replace(count=jnp.asarray(count, jnp.int32))
 
 
+@pytest.mark.parametrize("eta, gamma, impl", [(0.01, GAMMA, "hash"), (0.3, GAMMA, "jax"),
+                                             (1.0, 0.3, "hash")])
+def test_noise_is_eq1_sigma_times_the_unit_draw_at_every_step(eta, gamma, impl):
+  # Same key, unit variance (eta = 1, gamma = 0): the transform draws the same standard
+  # normals at every step and scales them by sigma_t, so the ratio of the two noises is
+  # sigma_t of Eq. 1 to float32 rounding, at every t the transform counts itself.
+  grads = {"w": jnp.zeros((4, 8)), "b": jnp.zeros((8,))}
+  scaled = optim.add_gradient_noise(eta, gamma, key=23, impl=impl)
+  unit = optim.add_gradient_noise(1.0, 0.0, key=23, impl=impl)
+  scaled_update, unit_update = jax.jit(scaled.update), jax.jit(unit.update)
+  scaled_state, unit_state = scaled.init(grads), unit.init(grads)
+  for t in range(51):
+    noise, scaled_state = scaled_update(grads, scaled_state)
+    unit_noise, unit_state = unit_update(grads, unit_state)
+    for name in grads:
+      ratio = np.asarray(noise[name], np.float64) / np.asarray(unit_noise[name], np.float64)
+      np.testing.assert_allclose(ratio, _sigma(eta, t, gamma), rtol=1e-6, err_msg=f"t={t}")
+  assert int(scaled_state.count) == 51
+
+
 @pytest.mark.parametrize("eta", [0.01, 0.3, 1.0])
 def test_std_and_mean_follow_eq1(eta):
+  # Secondary to the exact test above, which cannot see a wrong unit draw: spread and mean.
   n = 2**20
   tx = optim.add_gradient_noise(eta, GAMMA, key=17)
   grads = {"w": jnp.zeros((n // 1024, 1024))}
@@ -235,11 +256,11 @@ def test_inject_hyperparams_decays_once_and_never_retraces(static_args, seed_as_
       eta=eta, key=key)
   assert set(injected.init(grads).hyperparams) >= {"eta"}
   assert ("key" in injected.init(grads).hyperparams) == (not static_args)
-  traces = []
+  chex.clear_trace_counter()  # the four parametrizations define the same `step`
 
   @jax.jit
+  @chex.assert_max_traces(n=1)
   def step(grads, state):
-    traces.append(None)
     return injected.update(grads, state)
 
   plain = optim.add_gradient_noise(eta, key=50)
@@ -253,7 +274,6 @@ def test_inject_hyperparams_decays_once_and_never_retraces(static_args, seed_as_
     want, plain_state = _noise(plain, grads, plain_state)
     chex.assert_trees_all_close(got, jax.tree.map(lambda w: scale * w, want),
                                 rtol=1e-5, atol=1e-7)
-  assert len(traces) == 1
   assert int(state.inner_state.count) == 4
 
 
@@ -273,11 +293,11 @@ def test_inject_hyperparams_with_a_static_schedule_lets_it_decide():
 def test_no_retrace_over_steps():
   tx = optim.noisy_sgd(0.1, eta=0.01, key=70, max_norm=10.0)
   params = {"w": jnp.ones((8, 8)), "b": jnp.zeros((8,))}
-  traces = []
+  chex.clear_trace_counter()
 
   @jax.jit
+  @chex.assert_max_traces(n=1)
   def step(params, state):
-    traces.append(None)
     grads = jax.tree.map(jnp.ones_like, params)
     updates, state = tx.update(grads, state, params)
     return optax.apply_updates(params, updates), state
@@ -287,7 +307,6 @@ def test_no_retrace_over_steps():
   for _ in range(5):
     params, state = step(params, state)
     history.append(np.asarray(params["w"]))
-  assert len(traces) == 1
   steps = np.diff(np.stack(history), axis=0)  # plain SGD on constant gradients: all -0.1
   assert not np.allclose(steps[0], steps[1])
   np.testing.assert_allclose(steps.mean(), -0.1, atol=0.01)
