@@ -310,11 +310,12 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
     problems.append(f"noise.nanil_scale={noise.nanil_scale!r} only applies to "
                     f"noise.mode='nanil', not {noise.mode!r}; leave it at the default.")
   # The schedules run traced inside the jitted step, where nothing checks their
-  # values: check every value the run will use, once, here.
-  if noise.anneal or noise.c is not None:
+  # values: check every value the run will use, once, here (after the checks of
+  # their fields, which building a schedule would otherwise repeat with a raise).
+  if not problems and (noise.anneal or noise.c is not None):
     _check_schedule(problems, noise_scale_schedule(noise), config.train.num_steps,
                     "noise scale c", "noise.c, or noise.c0, c_final and anneal_every")
-  if config.optimizer.gradient_noise_eta:
+  if not problems and config.optimizer.gradient_noise_eta:
     _check_schedule(
         problems, gradient_noise_schedule(config.optimizer), config.train.num_steps,
         "gradient-noise variance", "optimizer.gradient_noise_eta and gradient_noise_gamma")
