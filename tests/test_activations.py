@@ -136,33 +136,38 @@ def test_unsaturated_hard_tanh_is_exactly_linear_for_output_and_nanis(mode, nani
     assert not np.allclose(y, x)
 
 
+def _check_grads_every_mode(kind):
+  # float64, orders 1 and 2, forward and reverse: a slope off by 1e-4 (0.2501 for 0.25)
+  # fails, which float32 at 2e-2 let through. check_grads multiplies atol and rtol by
+  # the output's size: 1e-8 is 3e-7 on the 30 tangents, 1e-8 on a cotangent projection.
+  # Every mode (NANIL with both scales) is one row of one jitted function: check_grads
+  # compiles 13 programs, and one program of six modes compiles in half the time of six.
+  # The key-reuse checker is off here only: reverse over reverse regenerates the noise
+  # from the same key inside one trace, as designed (the backward pass recomputes it).
+  with jax.enable_x64(True), jax.debug_key_reuse(False):
+    # Points off the kinks |x| = x_t and x = 0, by at least 0.35 with the noise of
+    # the input-noise modes added.
+    x = jnp.asarray([-2.7, -1.6, 0.37, 1.45, 2.9], jnp.float64) * reference.x_t(kind)
+    p = jnp.asarray([0.3, -0.6, 0.9, 0.5, -0.2], jnp.float64)
+    key = jax.random.key(5)
+
+    @jax.jit
+    def fn(x, p):  # row i: MODE_SCALE[i]
+      return jnp.stack([
+          noisy_jax.noisy_activation(x, jax.random.clone(key), p, 0.1, 1.1, mode, kind=kind,
+                                     **_scale_option(nanil_scale))
+          for mode, nanil_scale in MODE_SCALE])
+
+    assert fn(x, p).dtype == jnp.float64
+    check_grads(fn, (x, p), order=2, modes=("fwd", "rev"), eps=1e-5, atol=1e-8, rtol=1e-8)
+
+
 class GradientTest(chex.TestCase):
 
-  @parameterized.parameters(*KINDS)
+  # The smooth kinds run the same check under `make test-slow` (test_check_grads_smooth_kinds).
+  @parameterized.parameters("hard_tanh", "hard_sigmoid")
   def test_check_grads_away_from_kinks(self, kind):
-    # float64, orders 1 and 2, forward and reverse: a slope off by 1e-4 (0.2501 for 0.25)
-    # fails, which float32 at 2e-2 let through. check_grads multiplies atol and rtol by
-    # the output's size: 1e-8 is 3e-7 on the 30 tangents, 1e-8 on a cotangent projection.
-    # Every mode (NANIL with both scales) is one row of one jitted function: check_grads
-    # compiles 13 programs, and one program of six modes compiles in half the time of six.
-    # The key-reuse checker is off here only: reverse over reverse regenerates the noise
-    # from the same key inside one trace, as designed (the backward pass recomputes it).
-    with jax.enable_x64(True), jax.debug_key_reuse(False):
-      # Points off the kinks |x| = x_t and x = 0, by at least 0.35 with the noise of
-      # the input-noise modes added.
-      x = jnp.asarray([-2.7, -1.6, 0.37, 1.45, 2.9], jnp.float64) * reference.x_t(kind)
-      p = jnp.asarray([0.3, -0.6, 0.9, 0.5, -0.2], jnp.float64)
-      key = jax.random.key(5)
-
-      @jax.jit
-      def fn(x, p):  # row i: MODE_SCALE[i]
-        return jnp.stack([
-            noisy_jax.noisy_activation(x, jax.random.clone(key), p, 0.1, 1.1, mode, kind=kind,
-                                       **_scale_option(nanil_scale))
-            for mode, nanil_scale in MODE_SCALE])
-
-      assert fn(x, p).dtype == jnp.float64
-      check_grads(fn, (x, p), order=2, modes=("fwd", "rev"), eps=1e-5, atol=1e-8, rtol=1e-8)
+    _check_grads_every_mode(kind)
 
   @parameterized.parameters("nan", "nah")
   def test_exact_gradients_at_kinks_and_in_saturation(self, mode):
@@ -339,3 +344,9 @@ def test_jax_random_noise_impl_matches_reference():
   got = noisy_jax.noisy_hard_tanh(x, key, 0.5, 0.7, 1.1, "nah", noise_impl="jax")
   want = reference.noisy(x, xi, 0.5, 0.7, 1.1, "nah", "hard_tanh")
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ("tanh", "sigmoid"))
+def test_check_grads_smooth_kinds(kind):
+  _check_grads_every_mode(kind)

@@ -156,6 +156,7 @@ def test_runner_config_reaches_the_model():
   config = unique_integers.get_config("nanil_annealed")
   assert config.noise.nanil_scale == "reference"
   config.train.batch_size = B
+  config.model.hidden_size = config.model.mlp_size = H  # the plumbing, not the model size
   batch = train.make_task(config).make_batch(jax.random.key(0), 0, None)
   outputs = {}
   for scale in ("reference", "paper"):

@@ -613,6 +613,7 @@ def _copy_batch(key, batch, bits, max_len):
   return inputs, targets * mask[..., None], mask
 
 
+@pytest.mark.slow  # a training run (about 40 s on 2 cores): `make test-slow`
 def test_tiny_noisy_ntm_learns_the_copy_task():
   """Smoke test: from chance (ln 2 = 0.69 nats/bit) to below 0.15 nats/bit in 400 updates.
 
