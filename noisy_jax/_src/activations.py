@@ -355,7 +355,7 @@ def _output_noise_terms(x, p, c, alpha, kind):
   finite_x = jnp.where(infinite, 0.0, x)
   u = _linear(finite_x, kind)
   h = _activation(x, kind)
-  delta = _activation(finite_x, kind) - u
+  delta = h - u  # finite everywhere; its values at infinite x are replaced below
   # Eq. 11's u + alpha Delta equals Eq. 12's alpha h + (1 - alpha) u, and is exactly
   # u(x) where Delta = 0 (the unsaturated regime), with no rounding.
   mean = u + alpha * delta
