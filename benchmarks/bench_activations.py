@@ -71,7 +71,7 @@ def forward_fns() -> dict[str, Callable]:
   fns.update({mode: _noisy(mode) for mode in MODES})
   fns["noise only (hash)"] = lambda x, key, p: noise.standard_normal(key, x.shape, x.dtype)
   fns["noise only (jax.random.normal)"] = lambda x, key, p: noise.standard_normal(
-      key, x.shape, x.dtype, impl="jax")
+      key, x.shape, x.dtype, noise_impl="jax")
   return fns
 
 

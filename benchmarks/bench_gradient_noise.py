@@ -5,7 +5,7 @@ Times, interleaved in the same run (``harness.compare``):
 * ``read_modify_write``: ``g * 0.5 + 1.0`` on every leaf, the floor for any
   transformation that reads the gradients and writes new ones;
 * ``add_gradient_noise``: ``noisy_jax.optim.add_gradient_noise`` (hash generator);
-* ``add_gradient_noise_jax``: the same with ``impl="jax"`` (``jax.random.normal``);
+* ``add_gradient_noise_jax``: the same with ``noise_impl="jax"`` (``jax.random.normal``);
 * ``optax_add_noise``: ``optax.add_noise`` with the same eta and gamma.
 
 Targets (on an H100): ``add_gradient_noise`` at most 1.0x the time of
@@ -65,7 +65,7 @@ def main(outdir=None, size: int | None = None, blocks: int | None = None,
   grads = make_tree(size, blocks)
   leaves = jax.tree.leaves(grads)
   ours = optim.add_gradient_noise(ETA, GAMMA, key=0)
-  ours_jax = optim.add_gradient_noise(ETA, GAMMA, key=0, impl="jax")
+  ours_jax = optim.add_gradient_noise(ETA, GAMMA, key=0, noise_impl="jax")
   reference = optax.add_noise(ETA, GAMMA, key=0)
   states = (ours.init(grads), ours_jax.init(grads), reference.init(grads))
 

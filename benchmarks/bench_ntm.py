@@ -77,7 +77,8 @@ def _cell_kwargs(variant: str) -> dict:
   if variant == DETERMINISTIC:
     return {**sizes, "deterministic": True}
   if variant == PLAIN:
-    return {**sizes, "noisy_gates": (), "sigmoid_kind": "sigmoid", "tanh_kind": "tanh"}
+    return {**sizes, "noisy_gates": (), "sigmoid": noisy_jax.UnitNoise("sigmoid", "nah"),
+            "tanh": noisy_jax.UnitNoise("tanh", "nan")}
   return sizes
 
 

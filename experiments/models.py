@@ -5,23 +5,15 @@ rngs={"noise": key})`` with the batch dict of a task generator; ``c`` is the noi
 scale of this step (a traced scalar when annealed, so annealing never retraces).
 """
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
+import noisy_jax
 import noisy_jax.nn
-from noisy_jax._src import recurrent
-
-
-class UnitNoise(NamedTuple):
-  """Which noisy units a recurrent model uses (the config's ``noise`` section)."""
-
-  mode: str = "none"  # "none" = plain sigmoid/tanh units
-  alpha: float | None = None
-  nanil_scale: str = "reference"  # how mode "nanil" learns its scale
 
 
 def forget_bias_init(forget_bias: float) -> nn.initializers.Initializer:
@@ -33,25 +25,31 @@ def forget_bias_init(forget_bias: float) -> nn.initializers.Initializer:
   return init
 
 
-def _lstm(noise: UnitNoise, hidden_size: int, unroll: int, c, deterministic: bool,
-          forget_bias: float = 0.0):
-  """The recurrent layer of Paper A: plain sigmoid/tanh LSTM, or every unit noisy.
+# Plain units: the reference models of the papers (smooth sigmoid and tanh, no noise).
+_PLAIN = dict(sigmoid=noisy_jax.UnitNoise("sigmoid", "nan"),
+              tanh=noisy_jax.UnitNoise("tanh", "nan"), noisy_gates=())
 
-  With ``noise.mode == "none"`` this is the reference LSTM (smooth sigmoid and tanh,
-  no noise); otherwise every gate is a noisy hard-sigmoid and every tanh a noisy
-  hard-tanh of that mode (Paper A replaces "all sigmoid and tanh"), both with the
-  same ``c``: the annealed value, a fixed value, or (None) the reference defaults.
+
+def _units(noise: noisy_jax.UnitNoise | None, c) -> dict[str, Any]:
+  """The noise fields of a noisy module: plain units, or every unit noisy with ``c``.
+
+  ``noise`` is the config's ``noise`` section (its ``kind`` is ignored); every gate
+  becomes a noisy hard-sigmoid and every tanh a noisy hard-tanh of that mode (Paper A
+  replaces "all sigmoid and tanh"), both with the same ``c``: the annealed value, a
+  fixed value, or (None) the reference defaults.
   """
-  if noise.mode == "none":
-    return noisy_jax.nn.NoisyLSTM(
-        features=hidden_size, sigmoid_kind="sigmoid", tanh_kind="tanh", noisy_gates=(),
-        unroll=unroll, deterministic=deterministic, bias_init=forget_bias_init(forget_bias))
+  if noise is None:
+    return _PLAIN
+  return dict(sigmoid=noise._replace(kind="hard_sigmoid", c=c),
+              tanh=noise._replace(kind="hard_tanh", c=c))
+
+
+def _lstm(noise: noisy_jax.UnitNoise | None, hidden_size: int, unroll: int, c,
+          deterministic: bool, forget_bias: float = 0.0):
+  """The recurrent layer of Paper A: plain sigmoid/tanh LSTM, or every unit noisy."""
   return noisy_jax.nn.NoisyLSTM(
-      features=hidden_size, sigmoid_mode=noise.mode, tanh_mode=noise.mode,
-      sigmoid_c=c, tanh_c=c, sigmoid_alpha=noise.alpha, tanh_alpha=noise.alpha,
-      sigmoid_nanil_scale=noise.nanil_scale, tanh_nanil_scale=noise.nanil_scale,
-      noisy_gates=recurrent.LSTM_GATES, unroll=unroll, deterministic=deterministic,
-      bias_init=forget_bias_init(forget_bias))
+      features=hidden_size, unroll=unroll, deterministic=deterministic,
+      bias_init=forget_bias_init(forget_bias), **_units(noise, c))
 
 
 class CountingLSTM(nn.Module):
@@ -67,7 +65,7 @@ class CountingLSTM(nn.Module):
   mlp_size: int
   input_encoding: str = "one_hot"  # or "embedding"
   embed_size: int = 16
-  noise: UnitNoise = UnitNoise()
+  noise: noisy_jax.UnitNoise | None = None  # None: plain units
   unroll: int = 1
   forget_bias: float = 0.0
 
@@ -92,7 +90,7 @@ class SequenceLSTM(nn.Module):
 
   num_outputs: int  # bits per output step
   hidden_size: int
-  noise: UnitNoise = UnitNoise()
+  noise: noisy_jax.UnitNoise | None = None  # None: plain units
   unroll: int = 1
 
   @nn.compact
@@ -105,7 +103,7 @@ class SequenceLSTM(nn.Module):
 class NTM(nn.Module):
   """A Neural Turing Machine over the episode, then per-step bit logits (Paper A, Fig. 11).
 
-  ``noise.mode == "none"`` is the "regular NTM controller" (smooth sigmoid/tanh,
+  ``noise=None`` is the "regular NTM controller" (smooth sigmoid/tanh,
   no noise); otherwise every gate of the controller and of the heads is noisy, all
   with the step's ``c`` (Paper A: "NTM with noisy activations in the controller,
   with annealed noise").
@@ -125,7 +123,7 @@ class NTM(nn.Module):
   num_read_heads: int = 1
   num_write_heads: int = 1
   shift_range: int = 1
-  noise: UnitNoise = UnitNoise()
+  noise: noisy_jax.UnitNoise | None = None  # None: plain units
   unroll: int = 1
 
   @nn.compact
@@ -136,15 +134,7 @@ class NTM(nn.Module):
         memory_width=self.memory_width, num_read_heads=self.num_read_heads,
         num_write_heads=self.num_write_heads, shift_range=self.shift_range,
         controller=self.controller, deterministic=deterministic)
-    if self.noise.mode == "none":
-      cell = noisy_jax.nn.NTMCell(sigmoid_kind="sigmoid", tanh_kind="tanh", noisy_gates=(),
-                                  **sizes)
-    else:
-      cell = noisy_jax.nn.NTMCell(
-          sigmoid_mode=self.noise.mode, tanh_mode=self.noise.mode, sigmoid_c=c, tanh_c=c,
-          sigmoid_alpha=self.noise.alpha, tanh_alpha=self.noise.alpha,
-          sigmoid_nanil_scale=self.noise.nanil_scale,
-          tanh_nanil_scale=self.noise.nanil_scale, **sizes)
+    cell = noisy_jax.nn.NTMCell(**sizes, **_units(self.noise, c))
     h = noisy_jax.nn.noisy_rnn(cell, unroll=self.unroll)(batch["inputs"])
     return nn.Dense(self.num_outputs)(h)
 
@@ -182,7 +172,10 @@ class DeepMLP(nn.Module):
 def build_model(config: ml_collections.ConfigDict, num_outputs: int) -> nn.Module:
   """The model named by ``config.model.name`` with ``num_outputs`` logits (per step)."""
   model = config.model
-  noise = UnitNoise(config.noise.mode, config.noise.alpha, config.noise.nanil_scale)
+  noise = None
+  if config.noise.mode != "none":
+    noise = noisy_jax.UnitNoise("hard_tanh", config.noise.mode, alpha=config.noise.alpha,
+                                nanil_scale=config.noise.nanil_scale)
   if model.name == "lstm_mlp":
     return CountingLSTM(
         num_values=num_outputs, hidden_size=model.hidden_size, mlp_size=model.mlp_size,

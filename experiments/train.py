@@ -85,14 +85,14 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
   if task.name == "unique_integers":
     def make_batch(key, step, data):
       del data
-      max_length = None
+      length_high = None
       if task.curriculum_start:
-        max_length = noisy_jax.tasks.linear_curriculum(
+        length_high = noisy_jax.tasks.linear_curriculum(
             step, start=task.curriculum_start, final=task.length,
             ramp_steps=task.curriculum_steps)
       return noisy_jax.tasks.unique_integers(
           key, batch_size, length=task.length, num_values=task.num_values,
-          max_length=max_length)
+          length_high=length_high)
     eval_set = noisy_jax.tasks.fixed_eval_set(
         noisy_jax.tasks.unique_integers, num_eval, seed=eval_seed, length=task.length,
         num_values=task.num_values)

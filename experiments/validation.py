@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 
 import noisy_jax.schedules
-from noisy_jax._src import activations
+from noisy_jax import activations
 
 TASKS = ("unique_integers", "associative_recall", "copy", "repeat_copy", "digits")
 MODELS = ("lstm_mlp", "lstm", "mlp", "ntm")

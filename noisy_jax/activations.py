@@ -1,8 +1,13 @@
 """Noisy activation functions (Gulcehre et al., 2016)."""
 
+from noisy_jax._src.activations import DEFAULT_NANIL_SCALE as DEFAULT_NANIL_SCALE
 from noisy_jax._src.activations import HALF_NORMAL_MEAN as HALF_NORMAL_MEAN
 from noisy_jax._src.activations import KINDS as KINDS
 from noisy_jax._src.activations import MODES as MODES
+from noisy_jax._src.activations import NANIL_SCALES as NANIL_SCALES
+from noisy_jax._src.activations import SIGMOID_UNIT as SIGMOID_UNIT
+from noisy_jax._src.activations import TANH_UNIT as TANH_UNIT
+from noisy_jax._src.activations import UnitNoise as UnitNoise
 from noisy_jax._src.activations import activation as activation
 from noisy_jax._src.activations import hard_sigmoid as hard_sigmoid
 from noisy_jax._src.activations import hard_tanh as hard_tanh
@@ -16,9 +21,14 @@ from noisy_jax._src.activations import saturation as saturation
 from noisy_jax._src.activations import threshold as threshold
 
 __all__ = (
+    "DEFAULT_NANIL_SCALE",
     "HALF_NORMAL_MEAN",
     "KINDS",
     "MODES",
+    "NANIL_SCALES",
+    "SIGMOID_UNIT",
+    "TANH_UNIT",
+    "UnitNoise",
     "activation",
     "hard_sigmoid",
     "hard_tanh",

@@ -6,7 +6,7 @@ over heads and batch. Shapes: memory (N, M), key (M,), weighting (N,).
 
 The whole step (:func:`ntm_step`): those functions composed over a batch and the
 heads, with the controller and the head-parameter layout written from the
-docstrings of noisy_jax/_src/ntm.py and recurrent.py, and the noisy units from
+docstrings of noisy_jax/_src/ntm.py and rnn.py, and the noisy units from
 tests/reference.py fed the library's own draws.
 """
 
@@ -23,59 +23,59 @@ def cosine_similarity(u, v, eps=COSINE_EPS):
   return float(np.dot(u, v) / (np.sqrt(np.dot(u, u)) * np.sqrt(np.dot(v, v)) + eps))
 
 
-def content_weighting(memory, key, beta, eps=COSINE_EPS):
+def content_weighting(memory, content_key, beta, eps=COSINE_EPS):
   # Eq. 5: w_c(i) = exp(beta K[k, M(i)]) / sum_j exp(beta K[k, M(j)]).
   memory = np.asarray(memory, np.float64)
-  scores = np.array([beta * cosine_similarity(key, row, eps) for row in memory])
+  scores = np.array([beta * cosine_similarity(content_key, row, eps) for row in memory])
   scores -= scores.max()  # same ratio, no overflow
   return np.exp(scores) / np.exp(scores).sum()
 
 
-def interpolate(content_weights, prev_weights, gate):
+def interpolate(content_weighting, prev_weighting, gate):
   # Eq. 7: w_g = g w_c + (1 - g) w_{t-1}.
-  return gate * np.asarray(content_weights, np.float64) + (1.0 - gate) * np.asarray(
-      prev_weights, np.float64)
+  return gate * np.asarray(content_weighting, np.float64) + (1.0 - gate) * np.asarray(
+      prev_weighting, np.float64)
 
 
-def shift(weights, shift_weights):
+def shift(weighting, shift_weighting):
   # Eq. 8: w~(i) = sum_j w_g(j) s(i - j), indices modulo N; s is given on the
   # shifts -S..S and is 0 on every other offset.
-  weights = np.asarray(weights, np.float64)
-  n = weights.shape[0]
-  max_shift = len(shift_weights) // 2
+  weighting = np.asarray(weighting, np.float64)
+  n = weighting.shape[0]
+  max_shift = len(shift_weighting) // 2
   s = np.zeros(n)
-  for offset, prob in zip(range(-max_shift, max_shift + 1), shift_weights):
+  for offset, prob in zip(range(-max_shift, max_shift + 1), shift_weighting):
     s[offset % n] += prob
-  return np.array([sum(weights[j] * s[(i - j) % n] for j in range(n)) for i in range(n)])
+  return np.array([sum(weighting[j] * s[(i - j) % n] for j in range(n)) for i in range(n)])
 
 
-def sharpen(weights, gamma):
+def sharpen(weighting, gamma):
   # Eq. 9: w(i) = w~(i)^gamma / sum_j w~(j)^gamma.
-  powered = np.asarray(weights, np.float64) ** gamma
+  powered = np.asarray(weighting, np.float64) ** gamma
   return powered / powered.sum()
 
 
-def address(memory, prev_weights, key, beta, gate, shift_weights, gamma):
+def address(memory, prev_weighting, content_key, beta, gate, shift_weighting, gamma):
   # Fig. 2: content -> interpolation -> shift -> sharpening.
-  content = content_weighting(memory, key, beta)
-  return sharpen(shift(interpolate(content, prev_weights, gate), shift_weights), gamma)
+  content = content_weighting(memory, content_key, beta)
+  return sharpen(shift(interpolate(content, prev_weighting, gate), shift_weighting), gamma)
 
 
-def read(memory, weights):
+def read(memory, weighting):
   # Eq. 2: r = sum_i w(i) M(i).
   memory = np.asarray(memory, np.float64)
-  return sum(w * row for w, row in zip(np.asarray(weights, np.float64), memory))
+  return sum(w * row for w, row in zip(np.asarray(weighting, np.float64), memory))
 
 
-def write(memory, weights, erase, add):
-  # Eqs. 3-4 for W heads: weights (W, N), erase and add (W, M). Every head
+def write(memory, weighting, erase, add):
+  # Eqs. 3-4 for W heads: weighting (W, N), erase and add (W, M). Every head
   # erases (M~(i) = M(i) prod_h [1 - w_h(i) e_h]), then every head adds
   # (M(i) = M~(i) + sum_h w_h(i) a_h).
   memory = np.array(memory, np.float64)
-  for w, e in zip(weights, erase):
+  for w, e in zip(weighting, erase):
     for i in range(memory.shape[0]):
       memory[i] = memory[i] * (1.0 - w[i] * np.asarray(e, np.float64))
-  for w, a in zip(weights, add):
+  for w, a in zip(weighting, add):
     for i in range(memory.shape[0]):
       memory[i] = memory[i] + w[i] * np.asarray(a, np.float64)
   return memory
@@ -121,9 +121,10 @@ def unit(x, name, p, draws, noise, noisy_gates):
 def head_fields(params, num_read_heads, num_write_heads, memory_width, shift_range):
   """Splits the heads' parameters ``(B, P)`` by the layout of ntm.py's docstring.
 
-  ``[keys K*M | betas K | gates K | shifts K*(2S+1) | gammas K | erase W*M | add W*M]``,
-  field by field over the ``K = R + W`` heads (read heads first), each field head by
-  head. Returns a dict of ``(B, heads, width)`` arrays (width 1 for the scalars).
+  ``[content_key K*M | key_strength K | interpolation_gate K | shift_weighting K*(2S+1)
+  | sharpening K | erase W*M | add W*M]`` (named keys, betas, gates, shifts, gammas, erase
+  and add here), field by field over the ``K = R + W`` heads (read heads first), each
+  field head by head. Returns a dict of ``(B, heads, width)`` arrays (width 1 for the scalars).
   """
   heads, batch = num_read_heads + num_write_heads, params.shape[0]
   layout = (("keys", heads, memory_width), ("betas", heads, 1), ("gates", heads, 1),
@@ -138,7 +139,7 @@ def head_fields(params, num_read_heads, num_write_heads, memory_width, shift_ran
 
 
 def lstm_controller(x, carry, weights, draws, noise, noisy_gates):
-  """The noisy LSTM (recurrent.py's docstrings): blocks [input, forget, output, candidate]."""
+  """The noisy LSTM (rnn.py's docstrings): blocks [input, forget, output, candidate]."""
   c_prev, h_prev = carry
   hidden = h_prev.shape[-1]
   z = x @ weights["input_kernel"] + weights["bias"] + h_prev @ weights["recurrent_kernel"]
@@ -157,8 +158,8 @@ def ntm_step(state, inputs, weights, draws, *, controller, shift_range, noise, n
 
   Args:
     state: dict with ``controller`` (the LSTM's ``(c, h)``, each ``(B, H)``, or
-      ``()``), ``memory (B, N, M)``, ``reads (B, R, M)``, ``read_weights (B, R, N)``,
-      ``write_weights (B, W, N)``, ``step (B,)``.
+      ``()``), ``memory (B, N, M)``, ``reads (B, R, M)``, ``read_weighting (B, R, N)``,
+      ``write_weighting (B, W, N)``, ``step (B,)``.
     inputs: ``(B, D)``.
     weights: dict named as ntm.py's docstring (``controller`` a dict of the LSTM's
       or the feed-forward layer's weights).
@@ -183,7 +184,8 @@ def ntm_step(state, inputs, weights, draws, *, controller, shift_range, noise, n
 
   # Step 0: the learned initial reads and (softmaxed) weightings replace the state's.
   reads = np.array(state["reads"], np.float64)
-  prev = np.concatenate([state["read_weights"], state["write_weights"]], axis=1).astype(np.float64)
+  prev = np.concatenate([state["read_weighting"], state["write_weighting"]],
+                        axis=1).astype(np.float64)
   for b in range(batch):
     if state["step"][b] == 0:
       reads[b] = w["initial_reads"]
@@ -208,22 +210,22 @@ def ntm_step(state, inputs, weights, draws, *, controller, shift_range, noise, n
   beta = softplus(fields["betas"][..., 0])
   gate = np.clip(unit(fields["gates"][..., 0], "interpolation", w["p_gate"], draws, noise,
                       noisy_gates), 0.0, 1.0)
-  shift_weights = softmax(fields["shifts"])
+  shift_weighting = softmax(fields["shifts"])
   gamma = 1.0 + softplus(fields["gammas"][..., 0])
   erase = np.clip(unit(fields["erase"], "erase", w["p_erase"], draws, noise, noisy_gates),
                   0.0, 1.0)
   add = np.tanh(fields["add"])
 
   weightings = np.array([[address(memory[b], prev[b, k], content_key[b, k], beta[b, k],
-                                  gate[b, k], shift_weights[b, k], gamma[b, k])
+                                  gate[b, k], shift_weighting[b, k], gamma[b, k])
                           for k in range(heads)] for b in range(batch)])
-  read_weights, write_weights = weightings[:, :num_read_heads], weightings[:, num_read_heads:]
+  read_weighting, write_weighting = weightings[:, :num_read_heads], weightings[:, num_read_heads:]
   # The reads see M_{t-1}: the write below comes after them.
-  new_reads = np.array([[read(memory[b], read_weights[b, k]) for k in range(num_read_heads)]
+  new_reads = np.array([[read(memory[b], read_weighting[b, k]) for k in range(num_read_heads)]
                         for b in range(batch)])
-  new_memory = np.stack([write(memory[b], write_weights[b], erase[b], add[b])
+  new_memory = np.stack([write(memory[b], write_weighting[b], erase[b], add[b])
                          for b in range(batch)])
   new_state = dict(controller=controller_state, memory=new_memory, reads=new_reads,
-                   read_weights=read_weights, write_weights=write_weights,
+                   read_weighting=read_weighting, write_weighting=write_weighting,
                    step=np.asarray(state["step"]) + 1)
   return new_state, np.concatenate([hidden, new_reads.reshape(batch, -1)], axis=-1)

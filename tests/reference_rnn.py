@@ -4,7 +4,7 @@ Gulcehre et al. 2016, Sec. 6: each sigmoid gate of a recurrent cell is a noisy
 hard-sigmoid and each tanh a noisy hard-tanh (:func:`tests.reference.noisy`), with one
 ``p`` per unit per gate; a gate left out of ``noisy_gates`` is the plain activation
 ``h``. Each gate is computed on its own here, from its own block of the fused weights
-(the layout of ``noisy_jax._src.recurrent``'s module docstring): LSTM blocks
+(the layout of ``noisy_jax.rnn``, described in ``noisy_jax/_src/rnn.py``): LSTM blocks
 ``[input, forget, output, candidate]``, GRU blocks ``[reset, update, candidate]``.
 
 The steps take the standard-normal draws explicitly, in the shapes the library draws
@@ -24,8 +24,8 @@ GRU_GATES = ("reset", "update", "candidate")
 def unit(x, xi, p, gate, noisy):
   """One gate: ``phi(x, xi)`` if noisy (the expectation if ``xi`` is None), else ``h(x)``.
 
-  ``gate`` has the fields of ``noisy_jax._src.recurrent.GateNoise`` (``kind``,
-  ``mode``, ``c``, ``alpha``, ``nanil_scale``), with ``c`` and ``alpha`` given.
+  ``gate`` has the fields of ``noisy_jax.rnn.UnitNoise`` (``kind``, ``mode``, ``c``,
+  ``alpha``, ``nanil_scale``), with ``c`` and ``alpha`` given.
   """
   if not noisy:
     return reference.h(np.asarray(x, np.float64), gate.kind)

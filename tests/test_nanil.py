@@ -15,7 +15,9 @@ from flax import nnx
 import noisy_jax
 import noisy_jax.nn
 import noisy_jax.nnx
+from noisy_jax import rnn
 from noisy_jax._src import noise
+from tests import _helpers
 from tests import reference
 
 HARD_KINDS = ("hard_tanh", "hard_sigmoid")
@@ -66,34 +68,43 @@ B, T, D, H = 4, 5, 3, 6
 NTM_SIZES = dict(memory_size=5, memory_width=4)
 
 
+def _nanil(scale="reference"):
+  """NANIL in both unit families, with the given ``nanil_scale``."""
+  return dict(sigmoid=rnn.UnitNoise("hard_sigmoid", "nanil", nanil_scale=scale),
+              tanh=rnn.UnitNoise("hard_tanh", "nanil", nanil_scale=scale))
+
+
 def _nanil_fields(scale, deterministic=False):
-  return dict(sigmoid_mode="nanil", tanh_mode="nanil", sigmoid_nanil_scale=scale,
-              tanh_nanil_scale=scale, deterministic=deterministic)
+  return dict(_nanil(scale), deterministic=deterministic)
 
 
-LINEN_MODULES = {
-    "lstm_cell": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyLSTMCell(H, **kw)),
-    "gru_cell": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyGRUCell(H, **kw)),
-    "lstm_layer": lambda **kw: noisy_jax.nn.NoisyLSTM(H, **kw),
-    "gru_layer": lambda **kw: noisy_jax.nn.NoisyGRU(H, **kw),
-    # Only the heads' gates noisy, then only the feed-forward controller: each part of
-    # the NTM must receive nanil_scale on its own.
-    "ntm_heads": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NTMCell(
-        features=H, noisy_gates=("interpolation", "erase"), **NTM_SIZES, **kw)),
-    "ntm_feedforward": lambda **kw: noisy_jax.nn.noisy_rnn(noisy_jax.nn.NTMCell(
-        features=H, controller="feedforward", noisy_gates=("hidden",), **NTM_SIZES, **kw)),
-}
-NNX_MODULES = {
-    "lstm_cell": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NoisyLSTMCell(D, H, rngs=rngs, **kw)),
-    "gru_cell": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NoisyGRUCell(D, H, rngs=rngs, **kw)),
-    "lstm_layer": lambda rngs, **kw: noisy_jax.nnx.NoisyLSTM(D, H, rngs=rngs, **kw),
-    "gru_layer": lambda rngs, **kw: noisy_jax.nnx.NoisyGRU(D, H, rngs=rngs, **kw),
-    "ntm_heads": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NTMCell(
-        D, features=H, noisy_gates=("interpolation", "erase"), **NTM_SIZES, rngs=rngs, **kw)),
-    "ntm_feedforward": lambda rngs, **kw: nnx.RNN(noisy_jax.nnx.NTMCell(
-        D, features=H, controller="feedforward", noisy_gates=("hidden",), **NTM_SIZES,
-        rngs=rngs, **kw)),
-}
+_RNN_CLASSES = ("lstm_cell", "gru_cell", "lstm_layer", "gru_layer")
+# Besides the LSTM and GRU cells and layers: only the heads' gates noisy, then only the
+# feed-forward controller: each part of the NTM must receive nanil_scale on its own.
+_NTM_VARIANTS = {"ntm_heads": dict(noisy_gates=("interpolation", "erase")),
+                 "ntm_feedforward": dict(controller="feedforward", noisy_gates=("hidden",))}
+
+
+def _linen_module(name):
+  def build(**kw):
+    if name in _NTM_VARIANTS:
+      module = noisy_jax.nn.NTMCell(H, **NTM_SIZES, **_NTM_VARIANTS[name], **kw)
+      return noisy_jax.nn.noisy_rnn(module)
+    return _helpers.linen_sequence(name, _helpers.linen_module(name, H, **kw))
+  return build
+
+
+def _nnx_module(name):
+  def build(rngs, **kw):
+    if name in _NTM_VARIANTS:
+      return nnx.RNN(noisy_jax.nnx.NTMCell(D, H, **NTM_SIZES, **_NTM_VARIANTS[name],
+                                           rngs=rngs, **kw))
+    return _helpers.nnx_sequence(name, _helpers.nnx_module(name, D, H, rngs=rngs, **kw))
+  return build
+
+
+LINEN_MODULES = {name: _linen_module(name) for name in (*_RNN_CLASSES, *_NTM_VARIANTS)}
+NNX_MODULES = {name: _nnx_module(name) for name in (*_RNN_CLASSES, *_NTM_VARIANTS)}
 
 
 def _inputs():
@@ -114,7 +125,8 @@ def test_linen_nanil_modules_inject_noise_and_take_nanil_scale(name):
       jax.jit(module.apply)(params, xs, rngs={"noise": jax.random.key(1)}))
   plain = _outputs(
       jax.jit(build(**_nanil_fields("reference", deterministic=True)).apply)(params, xs))
-  default = run(build(sigmoid_mode="nanil", tanh_mode="nanil"))
+  default = run(build(sigmoid=rnn.UnitNoise("hard_sigmoid", "nanil"),
+                      tanh=rnn.UnitNoise("hard_tanh", "nanil")))
   literal = run(build(**_nanil_fields("paper")))
   assert np.abs(default - plain).max() > 1e-3  # the default injects noise
   assert np.abs(default - literal).max() > 1e-3  # the field reaches the units
@@ -127,7 +139,8 @@ def test_nnx_nanil_modules_inject_noise_and_take_nanil_scale(name):
   rngs = lambda: nnx.Rngs(params=0, noise=1)  # same parameters and noise for each build
   run = nnx.jit(lambda module, xs: module(xs))
   plain = _outputs(run(build(rngs(), **_nanil_fields("reference", deterministic=True)), xs))
-  default = _outputs(run(build(rngs(), sigmoid_mode="nanil", tanh_mode="nanil"), xs))
+  default = _outputs(run(build(rngs(), sigmoid=rnn.UnitNoise("hard_sigmoid", "nanil"),
+                               tanh=rnn.UnitNoise("hard_tanh", "nanil")), xs))
   literal = _outputs(run(build(rngs(), **_nanil_fields("paper")), xs))
   assert np.abs(default - plain).max() > 1e-3
   assert np.abs(default - literal).max() > 1e-3
@@ -136,11 +149,11 @@ def test_nnx_nanil_modules_inject_noise_and_take_nanil_scale(name):
 def test_nanil_layer_gives_p_a_gradient():
   # Enough steps and sequences that every gate group has units NANIL moves.
   xs = 3.0 * jax.random.normal(jax.random.key(11), (32, 8, D))
-  layer = noisy_jax.nn.NoisyLSTM(H, sigmoid_mode="nanil", tanh_mode="nanil")
+  layer = noisy_jax.nn.NoisyLSTM(H, **_nanil())
   params = layer.init(jax.random.key(0), xs, deterministic=True)["params"]
 
   def loss(params, scale):
-    module = layer.clone(sigmoid_nanil_scale=scale, tanh_nanil_scale=scale)
+    module = layer.clone(**_nanil(scale))
     ys = module.apply({"params": params}, xs, rngs={"noise": jax.random.key(1)})
     return jnp.sum(ys ** 2)
 
@@ -173,8 +186,10 @@ def test_runner_config_reaches_the_model():
 
 
 def test_unknown_nanil_scale_is_named():
-  with pytest.raises(ValueError, match="sigmoid_nanil_scale='eq9'"):
-    noisy_jax.nn.NoisyLSTM(H, sigmoid_nanil_scale="eq9").init(
-        jax.random.key(0), jnp.ones((B, T, D)), deterministic=True)
-  with pytest.raises(ValueError, match="tanh_nanil_scale='eq9'"):
-    noisy_jax.nnx.NoisyGRU(D, H, tanh_nanil_scale="eq9", rngs=nnx.Rngs(0))
+  sigmoid = rnn.UnitNoise("hard_sigmoid", "nanil", nanil_scale="eq9")
+  with pytest.raises(ValueError, match=r"Unknown sigmoid\.nanil_scale='eq9'"):
+    layer = noisy_jax.nn.NoisyLSTM(H, sigmoid=sigmoid, deterministic=True)
+    jax.eval_shape(layer.init, jax.random.key(0), jnp.ones((B, T, D)))
+  with pytest.raises(ValueError, match=r"Unknown tanh\.nanil_scale='eq9'"):
+    noisy_jax.nnx.NoisyGRU(D, H, tanh=rnn.UnitNoise("hard_tanh", "nanil", nanil_scale="eq9"),
+                           rngs=nnx.Rngs(0))

@@ -236,7 +236,7 @@ def test_dtype_is_float32_noise_cast(dtype):
 
 
 def test_jax_impl_is_jax_random_normal():
-  got = noise.standard_normal(jax.random.key(51), (8, 3), jnp.float32, impl="jax")
+  got = noise.standard_normal(jax.random.key(51), (8, 3), jnp.float32, noise_impl="jax")
   np.testing.assert_array_equal(got, jax.random.normal(jax.random.key(51), (8, 3)))
   assert not np.array_equal(got, _draw(51, (8, 3)))
 
@@ -248,8 +248,8 @@ def test_zero_size_and_scalar_shapes():
 
 
 def test_bad_arguments_raise():
-  with pytest.raises(ValueError, match="impl='philox'"):
-    noise.standard_normal(jax.random.key(60), (3,), jnp.float32, impl="philox")
+  with pytest.raises(ValueError, match="noise_impl='philox'"):
+    noise.standard_normal(jax.random.key(60), (3,), jnp.float32, noise_impl="philox")
   with pytest.raises(TypeError, match="dtype=int32"):
     noise.standard_normal(jax.random.key(61), (3,), jnp.int32)
   with pytest.raises(TypeError, match="PRNG key"):
@@ -276,7 +276,7 @@ def test_large_arrays_index_with_two_words(monkeypatch):
   index = np.arange(64, dtype=np.uint32).reshape(1, 8, 8)  # flat index over (8, 8)
   high = np.arange(16, dtype=np.uint32).reshape(16, 1, 1)  # index over the leading 16
   np.testing.assert_array_equal(bits, _reference_bits(seed_words, index, high))
-  with pytest.raises(ValueError, match="impl='jax'"):
+  with pytest.raises(ValueError, match="noise_impl='jax'"):
     noise._index_words((2**13,))
 
 

@@ -1,6 +1,8 @@
 """Tests of the NTM addressing (against reference_ntm.py) and the NTM cells."""
 
 import functools
+import inspect
+import re
 
 import chex
 import flax.linen as nn
@@ -13,12 +15,13 @@ from absl.testing import parameterized
 from flax import nnx
 from jax.test_util import check_grads
 
+import noisy_jax
 import noisy_jax.nn
 import noisy_jax.nnx
 from noisy_jax import ntm
+from noisy_jax import rnn as rnn_lib
 from noisy_jax._src import noise
 from noisy_jax._src import ntm as ntm_src
-from noisy_jax._src import recurrent
 from tests import reference_ntm
 
 N, M, H = 7, 5, 3  # locations, width, heads
@@ -35,12 +38,12 @@ def _case(seed=0, batch=2, num_shifts=3):
   f32 = lambda a: np.asarray(a, np.float32)
   return dict(
       memory=f32(rng.normal(size=(batch, N, M))),
-      key=f32(rng.normal(size=(batch, H, M))),
+      content_key=f32(rng.normal(size=(batch, H, M))),
       beta=f32(rng.uniform(0.0, 10.0, (batch, H))),
       gate=f32(rng.uniform(0.0, 1.0, (batch, H))),
-      shift_weights=f32(_softmax(rng.normal(size=(batch, H, num_shifts)))),
+      shift_weighting=f32(_softmax(rng.normal(size=(batch, H, num_shifts)))),
       gamma=f32(rng.uniform(1.0, 5.0, (batch, H))),
-      prev_weights=f32(_softmax(rng.normal(size=(batch, H, N)))),
+      prev_weighting=f32(_softmax(rng.normal(size=(batch, H, N)))),
       erase=f32(rng.uniform(0.0, 1.0, (batch, H, M))),
       add=f32(rng.normal(size=(batch, H, M))),
   )
@@ -58,12 +61,12 @@ class AddressingReferenceTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_content_weighting_eq5_eq6(self):
     c = _case()
-    got = self.variant(ntm.content_weighting)(c["memory"], c["key"], c["beta"])
+    got = self.variant(ntm.content_weighting)(c["memory"], c["content_key"], c["beta"])
     memory = np.repeat(c["memory"][:, None], H, axis=1)
-    want = _per_head(reference_ntm.content_weighting, memory, c["key"], c["beta"])
+    want = _per_head(reference_ntm.content_weighting, memory, c["content_key"], c["beta"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    sim = self.variant(ntm.cosine_similarity)(c["memory"], c["key"])
-    want_sim = [[[reference_ntm.cosine_similarity(c["key"][b, h], c["memory"][b, i])
+    sim = self.variant(ntm.cosine_similarity)(c["memory"], c["content_key"])
+    want_sim = [[[reference_ntm.cosine_similarity(c["content_key"][b, h], c["memory"][b, i])
                   for i in range(N)] for h in range(H)] for b in range(2)]
     np.testing.assert_allclose(sim, want_sim, rtol=1e-5, atol=1e-6)
 
@@ -71,16 +74,16 @@ class AddressingReferenceTest(chex.TestCase):
   def test_interpolate_eq7(self):
     c = _case(1)
     content = _softmax(np.random.default_rng(5).normal(size=(2, H, N))).astype(np.float32)
-    got = self.variant(ntm.interpolate)(content, c["prev_weights"], c["gate"])
-    want = _per_head(reference_ntm.interpolate, content, c["prev_weights"], c["gate"])
+    got = self.variant(ntm.interpolate)(content, c["prev_weighting"], c["gate"])
+    want = _per_head(reference_ntm.interpolate, content, c["prev_weighting"], c["gate"])
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_shift_eq8(self):
     for num_shifts in (1, 3, 5, 9):  # 9 > N: the shifts wrap around
       c = _case(2, num_shifts=num_shifts)
-      got = self.variant(ntm.shift)(c["prev_weights"], c["shift_weights"])
-      want = _per_head(reference_ntm.shift, c["prev_weights"], c["shift_weights"])
+      got = self.variant(ntm.shift)(c["prev_weighting"], c["shift_weighting"])
+      want = _per_head(reference_ntm.shift, c["prev_weighting"], c["shift_weighting"])
       np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
   def test_shift_direction_is_eq8(self):
@@ -92,14 +95,14 @@ class AddressingReferenceTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_sharpen_eq9(self):
     c = _case(3)
-    got = self.variant(ntm.sharpen)(c["prev_weights"], c["gamma"])
-    want = _per_head(reference_ntm.sharpen, c["prev_weights"], c["gamma"])
+    got = self.variant(ntm.sharpen)(c["prev_weighting"], c["gamma"])
+    want = _per_head(reference_ntm.sharpen, c["prev_weighting"], c["gamma"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_address_fig2(self):
     c = _case(4)
-    args = [c[k] for k in ("prev_weights", "key", "beta", "gate", "shift_weights", "gamma")]
+    args = [c[k] for k in ("prev_weighting", "content_key", "beta", "gate", "shift_weighting", "gamma")]
     got = self.variant(ntm.address)(c["memory"], *args)
     memory = np.repeat(c["memory"][:, None], H, axis=1)
     want = _per_head(reference_ntm.address, memory, *args)
@@ -108,16 +111,16 @@ class AddressingReferenceTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_read_eq2(self):
     c = _case(5)
-    got = self.variant(ntm.read)(c["memory"], c["prev_weights"])
+    got = self.variant(ntm.read)(c["memory"], c["prev_weighting"])
     memory = np.repeat(c["memory"][:, None], H, axis=1)
-    want = _per_head(lambda m, w: reference_ntm.read(m, w), memory, c["prev_weights"])
+    want = _per_head(lambda m, w: reference_ntm.read(m, w), memory, c["prev_weighting"])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_write_eq3_eq4(self):
     c = _case(6)
-    got = self.variant(ntm.write)(c["memory"], c["prev_weights"], c["erase"], c["add"])
-    want = np.stack([reference_ntm.write(c["memory"][b], c["prev_weights"][b], c["erase"][b],
+    got = self.variant(ntm.write)(c["memory"], c["prev_weighting"], c["erase"], c["add"])
+    want = np.stack([reference_ntm.write(c["memory"][b], c["prev_weighting"][b], c["erase"][b],
                                          c["add"][b]) for b in range(2)])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -127,30 +130,30 @@ class AddressingPropertyTest(chex.TestCase):
   def test_weightings_sum_to_one(self):
     for seed in range(3):
       c = _case(seed, num_shifts=5)
-      args = [c[k] for k in ("prev_weights", "key", "beta", "gate", "shift_weights", "gamma")]
+      args = [c[k] for k in ("prev_weighting", "content_key", "beta", "gate", "shift_weighting", "gamma")]
       w = ntm.address(c["memory"], *args)
       np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
       chex.assert_trees_all_equal(bool((w >= 0).all()), True)
-      np.testing.assert_allclose(ntm.content_weighting(c["memory"], c["key"], c["beta"]).sum(-1),
+      np.testing.assert_allclose(ntm.content_weighting(c["memory"], c["content_key"], c["beta"]).sum(-1),
                                  1.0, rtol=1e-6)
 
   @chex.variants(with_jit=True)
   def test_degenerate_inputs_are_finite_and_normalised(self):
     c = _case(7)
     zero_memory = np.zeros_like(c["memory"])
-    zero_key = np.zeros_like(c["key"])
-    zero_weights = np.zeros_like(c["prev_weights"])
+    zero_key = np.zeros_like(c["content_key"])
+    zero_weighting = np.zeros_like(c["prev_weighting"])
     cases = {
-        "zero memory": (zero_memory, c["key"], c["beta"], c["prev_weights"], c["gamma"]),
-        "zero key": (c["memory"], zero_key, c["beta"], c["prev_weights"], c["gamma"]),
-        "all zero": (zero_memory, zero_key, np.zeros_like(c["beta"]), zero_weights,
+        "zero memory": (zero_memory, c["content_key"], c["beta"], c["prev_weighting"], c["gamma"]),
+        "zero key": (c["memory"], zero_key, c["beta"], c["prev_weighting"], c["gamma"]),
+        "all zero": (zero_memory, zero_key, np.zeros_like(c["beta"]), zero_weighting,
                      np.ones_like(c["gamma"])),
-        "huge": (1e15 * c["memory"], 1e15 * c["key"], np.full_like(c["beta"], 1e6),
-                 c["prev_weights"], np.full_like(c["gamma"], 1e4)),
+        "huge": (1e15 * c["memory"], 1e15 * c["content_key"], np.full_like(c["beta"], 1e6),
+                 c["prev_weighting"], np.full_like(c["gamma"], 1e4)),
     }
 
-    def loss(memory, key, beta, prev, gamma):
-      w = ntm.address(memory, prev, key, beta, c["gate"], c["shift_weights"], gamma)
+    def loss(memory, content_key, beta, prev, gamma):
+      w = ntm.address(memory, prev, content_key, beta, c["gate"], c["shift_weighting"], gamma)
       return jnp.sum(w * jnp.arange(N)), w
 
     grad_fn = self.variant(jax.grad(loss, argnums=(0, 1, 2, 3, 4), has_aux=True))
@@ -161,16 +164,18 @@ class AddressingPropertyTest(chex.TestCase):
     # An all-zero memory and key address every location alike.
     w = ntm.content_weighting(zero_memory, zero_key, c["beta"])
     np.testing.assert_allclose(w, 1.0 / N, rtol=1e-6)
-    np.testing.assert_allclose(ntm.sharpen(zero_weights, c["gamma"]), 1.0 / N, rtol=1e-6)
+    np.testing.assert_allclose(ntm.sharpen(zero_weighting, c["gamma"]), 1.0 / N, rtol=1e-6)
 
   def test_check_grads_through_addressing_read_write(self):
     c = {k: v.astype(np.float64) for k, v in _case(8).items()}
 
-    def step(memory, key, beta, gate, shift_weights, gamma, erase, add):
-      w = ntm.address(memory, c["prev_weights"], key, beta, gate, shift_weights, gamma)
+    def step(memory, content_key, beta, gate, shift_weighting, gamma, erase, add):
+      w = ntm.address(memory, c["prev_weighting"], content_key, beta, gate, shift_weighting,
+                      gamma)
       return ntm.read(ntm.write(memory, w, erase, add), w)
 
-    names = ("memory", "key", "beta", "gate", "shift_weights", "gamma", "erase", "add")
+    names = ("memory", "content_key", "beta", "gate", "shift_weighting", "gamma", "erase",
+             "add")
     with jax.enable_x64(True):
       check_grads(jax.jit(step), tuple(c[k] for k in names), order=1, modes=("fwd", "rev"),
                   atol=1e-5, rtol=1e-5)
@@ -178,21 +183,102 @@ class AddressingPropertyTest(chex.TestCase):
   def test_invalid_arguments_raise(self):
     c = _case(9)
     with pytest.raises(ValueError, match="beta"):
-      ntm.content_weighting(c["memory"], c["key"], -c["beta"])
+      ntm.content_weighting(c["memory"], c["content_key"], -c["beta"])
     with pytest.raises(ValueError, match="gamma"):
-      ntm.sharpen(c["prev_weights"], 0.5)
+      ntm.sharpen(c["prev_weighting"], 0.5)
     with pytest.raises(ValueError, match="odd"):
-      ntm.shift(c["prev_weights"], np.ones((2, H, 4), np.float32) / 4)
-    with pytest.raises(ValueError, match="key must have a last axis of size 5"):
-      ntm.content_weighting(c["memory"], c["key"][..., :3], c["beta"])
+      ntm.shift(c["prev_weighting"], np.ones((2, H, 4), np.float32) / 4)
+    with pytest.raises(ValueError, match="content_key must have a last axis of size 5"):
+      ntm.content_weighting(c["memory"], c["content_key"][..., :3], c["beta"])
     with pytest.raises(ValueError, match="memory must have shape"):
       ntm.read(np.ones(3, np.float32), np.ones((1, 3), np.float32))
     with pytest.raises(TypeError, match="memory must be a floating-point"):
-      ntm.write(np.ones((N, M), np.int32), c["prev_weights"][0], c["erase"][0], c["add"][0])
+      ntm.write(np.ones((N, M), np.int32), c["prev_weighting"][0], c["erase"][0], c["add"][0])
 
+
+
+def test_shape_errors_name_the_argument_and_the_fix():
+  c = _case(11)
+  memory, weighting = c["memory"][0], c["prev_weighting"][0]
+  with pytest.raises(ValueError, match=r"weighting must have shape \(\.\.\., R, N\), with a heads"):
+    ntm.read(memory, weighting[0])
+  with pytest.raises(ValueError, match=r"weighting must have shape \(\.\.\., W, N\), with a heads"):
+    ntm.write(memory, weighting[0], c["erase"][0, 0], c["add"][0, 0])
+  with pytest.raises(ValueError, match=r"content_key must have shape \(\.\.\., H, M\), with a"):
+    ntm.cosine_similarity(memory, c["content_key"][0, 0])
+  with pytest.raises(ValueError, match=r"weighting must have a last axis of size 7 \(the N"):
+    ntm.read(memory, weighting[..., :4])
+  for name in ("erase", "add"):
+    args = dict(erase=c["erase"][0], add=c["add"][0])
+    args[name] = args[name][..., :2]
+    with pytest.raises(ValueError, match=f"{name} must have a last axis of size 5 \\(the memory"):
+      ntm.write(memory, weighting, **args)
+  with pytest.raises(ValueError, match="shift_weighting must have an odd last axis"):
+    ntm.shift(weighting, np.float32(1.0))  # no shift axis at all
+  with pytest.raises(ValueError, match=r"memory must have shape \(\.\.\., N, M\)"):
+    ntm.content_weighting(memory[0], c["content_key"][0], c["beta"][0])
+
+
+def test_old_keyword_names_still_work_with_a_deprecation_warning():
+  c = _case(12)
+  m, k, prev, s = c["memory"], c["content_key"], c["prev_weighting"], c["shift_weighting"]
+  content = ntm.content_weighting(m, k, c["beta"])
+  cases = [
+      (ntm.cosine_similarity, dict(memory=m, content_key=k), {"key": "content_key"}),
+      (ntm.content_weighting, dict(memory=m, content_key=k, beta=c["beta"]),
+       {"key": "content_key"}),
+      (ntm.interpolate, dict(content_weighting=content, prev_weighting=prev, gate=c["gate"]),
+       {"content_weights": "content_weighting", "prev_weights": "prev_weighting"}),
+      (ntm.shift, dict(weighting=prev, shift_weighting=s),
+       {"weights": "weighting", "shift_weights": "shift_weighting"}),
+      (ntm.sharpen, dict(weighting=prev, gamma=c["gamma"]), {"weights": "weighting"}),
+      (ntm.address, dict(memory=m, prev_weighting=prev, content_key=k, beta=c["beta"],
+                         gate=c["gate"], shift_weighting=s, gamma=c["gamma"]),
+       {"prev_weights": "prev_weighting", "key": "content_key",
+        "shift_weights": "shift_weighting"}),
+      (ntm.read, dict(memory=m, weighting=prev), {"weights": "weighting"}),
+      (ntm.write, dict(memory=m, weighting=prev, erase=c["erase"], add=c["add"]),
+       {"weights": "weighting"}),
+  ]
+  for fn, kwargs, renames in cases:
+    # The signature holds the new names, in the old order.
+    assert tuple(inspect.signature(fn).parameters)[:len(kwargs)] == tuple(kwargs), fn
+    want = fn(**kwargs)
+    for old, new in renames.items():
+      old_kwargs = {(old if name == new else name): value for name, value in kwargs.items()}
+      with pytest.warns(DeprecationWarning, match=re.escape(f"({old}=...) is deprecated; use {new}=")):
+        got = fn(**old_kwargs)
+      np.testing.assert_array_equal(got, want, err_msg=f"{fn.__name__}({old}=)")
+      with pytest.raises(TypeError, match=f"got both {old}= and its new name {new}="):
+        fn(**kwargs, **{old: kwargs[new]})
+
+
+def test_ntm_state_old_field_names_read_with_a_deprecation_warning():
+  state = ntm.initial_state((2,), controller="feedforward", features=3, memory_size=4,
+                            memory_width=2, num_read_heads=1, num_write_heads=2)
+  for old, new in (("read_weights", "read_weighting"), ("write_weights", "write_weighting")):
+    with pytest.warns(DeprecationWarning, match=f"NTMState.{old} is deprecated; use NTMState.{new}"):
+      assert getattr(state, old) is getattr(state, new)
+    assert old not in ntm.NTMState._fields
+  # Still a six-field pytree: the old names are no leaves.
+  assert len(jax.tree.leaves(state)) == 5  # a feed-forward controller's state is ()
+
+
+def test_moved_names_warn_and_resolve_to_their_new_homes():
+  moved = {"NTMCell": noisy_jax.nn.NTMCell, "NNXNTMCell": noisy_jax.nnx.NTMCell,
+           "GateNoise": noisy_jax.UnitNoise}
+  for old, new in moved.items():
+    assert old not in ntm.__all__
+    with pytest.warns(DeprecationWarning, match=f"noisy_jax.ntm.{old} is deprecated"):
+      assert getattr(ntm, old) is new
+  for name in ntm.__all__:  # the current names, without a warning
+    getattr(ntm, name)
+  with pytest.raises(AttributeError, match="has no attribute 'Nonexistent'"):
+    getattr(ntm, "Nonexistent")
 
 # A small NTM for the cell tests: 3 inputs, controller 8, memory 6 x 4, 1 + 1 heads.
-CELL = dict(features=8, memory_size=6, memory_width=4)
+CELL = dict(features=8, memory_size=6, memory_width=4)  # Linen fields
+NNX_CELL = dict(hidden_features=8, memory_size=6, memory_width=4)  # NNX arguments
 D, B, T = 3, 2, 5
 OUT = CELL["features"] + CELL["memory_width"]
 
@@ -205,11 +291,12 @@ def _linen_params(controller="lstm", seed=0, **kwargs):
 
 
 def _weightings(state):
-  return jnp.concatenate([state.read_weights, state.write_weights], axis=-2)
+  return jnp.concatenate([state.read_weighting, state.write_weighting], axis=-2)
 
 
 def test_linen_cell_under_nn_rnn():
-  cell, _, params = _linen_params(sigmoid_c=5.0, tanh_c=5.0)
+  cell, _, params = _linen_params(sigmoid=noisy_jax.UnitNoise("hard_sigmoid", "nah", 5.0),
+                                  tanh=noisy_jax.UnitNoise("hard_tanh", "nan", 5.0))
   variables = {"params": {"cell": params}}
   xs = jax.random.normal(jax.random.key(1), (B, T, D))
   rnn = noisy_jax.nn.noisy_rnn(cell, return_carry=True)
@@ -229,8 +316,8 @@ def test_linen_cell_under_nn_rnn():
 
 def test_nnx_cell_under_nnx_rnn_and_same_numbers_as_linen():
   xs = jax.random.normal(jax.random.key(1), (B, T, D))
-  rnn = nnx.RNN(noisy_jax.nnx.NTMCell(D, controller="feedforward", rngs=nnx.Rngs(0), **CELL),
-                return_carry=True)
+  rnn = nnx.RNN(noisy_jax.nnx.NTMCell(D, controller="feedforward", rngs=nnx.Rngs(0),
+                                      **NNX_CELL), return_carry=True)
 
   @nnx.jit
   @chex.assert_max_traces(n=1)
@@ -246,9 +333,9 @@ def test_nnx_cell_under_nnx_rnn_and_same_numbers_as_linen():
   noisy_jax.nnx.set_noise_scale(rnn, 30.0)  # annealing state, not a retrace
   state, ys_c30 = run(rnn, xs)  # a retrace would fail in assert_max_traces
   chex.assert_tree_all_finite((state, ys_c30))
-  assert float(rnn.cell.sigmoid_c[...]) == 30.0
+  assert float(rnn.cell.sigmoid.c[...]) == float(rnn.cell.tanh.c[...]) == 30.0
   # One step with the same parameters and key gives the Linen cell's numbers.
-  cell = noisy_jax.nnx.NTMCell(D, rngs=nnx.Rngs(1), **CELL)
+  cell = noisy_jax.nnx.NTMCell(D, rngs=nnx.Rngs(1), **NNX_CELL)
   params = nnx.to_pure_dict(nnx.state(cell, nnx.Param))
   carry = cell.initialize_carry((B, D))
   graph, state = nnx.split(cell)
@@ -268,13 +355,13 @@ def test_a_cell_without_noisy_gates_needs_no_noise_key():
   xs = jax.random.normal(jax.random.key(1), (B, T, D))
   ys = noisy_jax.nn.noisy_rnn(cell).apply({"params": {"cell": params}}, xs)  # no rngs
   chex.assert_shape(ys, (B, T, OUT))
-  nnx_cell = noisy_jax.nnx.NTMCell(D, noisy_gates=(), rngs=nnx.Rngs(params=0), **CELL)
+  nnx_cell = noisy_jax.nnx.NTMCell(D, noisy_gates=(), rngs=nnx.Rngs(params=0), **NNX_CELL)
   carry = nnx_cell.initialize_carry((B, D))
   chex.assert_tree_all_finite(nnx_cell(carry, xs[:, 0]))
 
 
 def test_noisy_head_gates_stay_in_unit_interval_and_keep_their_gradient():
-  gate = recurrent.GateNoise("hard_sigmoid", "nan", c=1.0)
+  gate = noisy_jax.UnitNoise("hard_sigmoid", "nan", c=1.0)
   x = jnp.array([-6.0, -3.0, 0.5, 3.0, 6.0])
   y = ntm_src._gate(x, jax.random.key(0), 1.0, gate, True, False)  # pylint: disable=protected-access
   assert jnp.all((y >= 0) & (y <= 1)) and y[2] == 0.25 * 0.5 + 0.5  # unsaturated: u(x), Eq. 3
@@ -305,7 +392,8 @@ def test_no_nan_on_degenerate_input_and_annealing_c_does_not_retrace():
   @jax.jit
   @chex.assert_max_traces(n=1)  # c changes from 0.5 to 30 below without a retrace
   def run(params, xs, memory_value, c, key):
-    cell = noisy_jax.nn.NTMCell(**CELL, sigmoid_c=c, tanh_c=c)
+    cell = noisy_jax.nn.NTMCell(**CELL, sigmoid=noisy_jax.UnitNoise("hard_sigmoid", "nah", c),
+                                tanh=noisy_jax.UnitNoise("hard_tanh", "nan", c))
     rnn = noisy_jax.nn.noisy_rnn(cell, return_carry=True)
     start = cell.initialize_carry(key, xs[:, 0].shape)
     start = start._replace(memory=jnp.full_like(start.memory, memory_value))
@@ -340,7 +428,7 @@ def test_fresh_state_uses_the_learned_initial_state():
   x = jnp.ones((B, D))
   step = jax.jit(lambda carry: cell.apply({"params": params}, carry, x, deterministic=True))
   # At step 0 the state's reads and weightings are placeholders: garbage changes nothing.
-  garbage = carry._replace(reads=carry.reads + 3.0, read_weights=carry.read_weights * 0)
+  garbage = carry._replace(reads=carry.reads + 3.0, read_weighting=carry.read_weighting * 0)
   chex.assert_trees_all_close(step(carry), step(garbage))
   # Past step 0 they are used.
   later = garbage._replace(step=carry.step + 1)
@@ -355,7 +443,7 @@ def test_bad_configuration_raises_clear_errors():
   with pytest.raises(ValueError, match="noisy_gates entry"):
     cell.copy(noisy_gates=("forget", "shift")).apply({"params": params}, carry, x,
                                                      deterministic=True)
-  weights = ntm.NTMWeights(recurrent.LSTMWeights(**params["controller"]),
+  weights = ntm.NTMWeights(rnn_lib.LSTMWeights(**params["controller"]),
                            *[params[k] for k in ntm.NTMWeights._fields[1:]])
   with pytest.raises(ValueError, match="shift_range=2"):
     ntm.ntm_step(carry, x, weights, controller="lstm", shift_range=2, deterministic=True)
@@ -374,8 +462,8 @@ REF_D, REF_B, REF_S, REF_CLIP = 3, 2, 1, 3.0
 # Large c and |p| make sigma(x) 0.1-0.5 on saturated units. alpha = 1 points the
 # gates' half-normal noise into [0, 1] (d(x) = -sgn(x)), where the heads' [0, 1]
 # clip keeps it; alpha != 1 makes Eq. 13's expectation differ from h(x) too.
-REF_SIGMOID = recurrent.GateNoise(kind="hard_sigmoid", mode="nah", c=2.0, alpha=1.0)
-REF_TANH = recurrent.GateNoise(kind="hard_tanh", mode="nan", c=2.0, alpha=0.9)
+REF_SIGMOID = noisy_jax.UnitNoise(kind="hard_sigmoid", mode="nah", c=2.0, alpha=1.0)
+REF_TANH = noisy_jax.UnitNoise(kind="hard_tanh", mode="nan", c=2.0, alpha=0.9)
 REF_NOISE = {name: (gate.kind, gate.mode, gate.c, gate.alpha)
              for name, gate in (("sigmoid", REF_SIGMOID), ("tanh", REF_TANH))}
 # Written from the docstrings (lstm_step's gates, then the heads'), not from gate_names().
@@ -402,7 +490,7 @@ def _ref_weights(controller, seed=0):
 
 
 def _library_weights(controller, weights):
-  controller_type = recurrent.LSTMWeights if controller == "lstm" else ntm.FeedForwardWeights
+  controller_type = rnn_lib.LSTMWeights if controller == "lstm" else ntm.FeedForwardWeights
   rest = {k: jnp.asarray(v) for k, v in weights.items() if k != "controller"}
   return ntm.NTMWeights(
       controller=controller_type(**{k: jnp.asarray(v) for k, v in weights["controller"].items()}),
@@ -428,8 +516,8 @@ def _random_state(controller, seed=1):
       controller=lstm if controller == "lstm" else (),
       memory=jnp.asarray(rng.normal(size=(REF_B, n, m))),
       reads=jnp.asarray(rng.normal(size=(REF_B, r, m))),
-      read_weights=jnp.asarray(_softmax(rng.normal(size=(REF_B, r, n)))),
-      write_weights=jnp.asarray(_softmax(rng.normal(size=(REF_B, w, n)))),
+      read_weighting=jnp.asarray(_softmax(rng.normal(size=(REF_B, r, n)))),
+      write_weighting=jnp.asarray(_softmax(rng.normal(size=(REF_B, w, n)))),
       step=jnp.array([0, 3], jnp.int32))
 
 
@@ -592,6 +680,41 @@ def test_gate_names_are_the_documented_ones():
   for controller, names in GATE_NAMES.items():
     assert ntm.gate_names(controller) == names
 
+
+def test_a_controller_is_a_table_entry():
+  spec = ntm.CONTROLLERS["feedforward"]._replace(name="my_feedforward")
+  assert ntm.gate_names(spec) == GATE_NAMES["feedforward"]
+  assert ntm.weight_shapes(spec, REF_D, **REF_SIZES) == ntm.weight_shapes(
+      "feedforward", REF_D, **REF_SIZES)
+  weights = _library_weights("feedforward", _ref_weights("feedforward"))
+  x = jnp.ones((REF_B, REF_D))
+  run = lambda controller: ntm.ntm_step(
+      ntm.initial_state((REF_B,), controller=controller, **REF_SIZES), x, weights,
+      controller=controller, shift_range=REF_S, deterministic=True)
+  chex.assert_trees_all_equal(run(spec), run("feedforward"))
+  with pytest.raises(ValueError, match="Unknown controller='gru'. Valid values: 'lstm', "):
+    ntm.weight_shapes("gru", REF_D, **REF_SIZES)
+
+
+def test_a_state_of_another_controller_raises():
+  x = jnp.ones((REF_B, REF_D))
+  for controller, other in (("lstm", "feedforward"), ("feedforward", "lstm")):
+    weights = _library_weights(controller, _ref_weights(controller))
+    state = ntm.initial_state((REF_B,), controller=other, **REF_SIZES)
+    parts = ", ".join(ntm.CONTROLLERS[controller].state_parts)
+    with pytest.raises(ValueError, match=re.escape(
+        f"state.controller does not fit controller={controller!r}, whose state is ({parts})")):
+      ntm.ntm_step(state, x, weights, controller=controller, shift_range=REF_S,
+                   deterministic=True)
+
+
+def test_head_layout_is_the_head_kernel_layout():
+  layout = ntm.head_layout(4, 2, 3, 2)
+  assert ntm.HeadParams._fields == ("content_key", "key_strength", "interpolation_gate",
+                                    "shift_weighting", "sharpening", "erase", "add")
+  assert layout == ((5, 4), (5,), (5,), (5, 5), (5,), (3, 4), (3, 4))
+  assert sum(int(np.prod(shape)) for shape in layout) == ntm.weight_shapes(
+      "lstm", 3, 6, 7, 4, 2, 3, 2)["head_bias"][0]
 
 def _copy_batch(key, batch, bits, max_len):
   """Copy task (Graves et al., 2014, Sec. 4.1): see ``bits``-wide vectors, then recall them.

@@ -34,15 +34,15 @@ def _at_count(state, count):
   return state._replace(count=jnp.asarray(count, jnp.int32))
 
 
-@pytest.mark.parametrize("eta, gamma, impl", [(0.01, GAMMA, "hash"), (0.3, GAMMA, "jax"),
-                                             (1.0, 0.3, "hash")])
-def test_noise_is_eq1_sigma_times_the_unit_draw_at_every_step(eta, gamma, impl):
+@pytest.mark.parametrize("eta, gamma, noise_impl",
+                         [(0.01, GAMMA, "hash"), (0.3, GAMMA, "jax"), (1.0, 0.3, "hash")])
+def test_noise_is_eq1_sigma_times_the_unit_draw_at_every_step(eta, gamma, noise_impl):
   # Same key, unit variance (eta = 1, gamma = 0): the transform draws the same standard
   # normals at every step and scales them by sigma_t, so the ratio of the two noises is
   # sigma_t of Eq. 1 to float32 rounding, at every t the transform counts itself.
   grads = {"w": jnp.zeros((4, 8)), "b": jnp.zeros((8,))}
-  scaled = optim.add_gradient_noise(eta, gamma, key=23, impl=impl)
-  unit = optim.add_gradient_noise(1.0, 0.0, key=23, impl=impl)
+  scaled = optim.add_gradient_noise(eta, gamma, key=23, noise_impl=noise_impl)
+  unit = optim.add_gradient_noise(1.0, 0.0, key=23, noise_impl=noise_impl)
   scaled_update, unit_update = jax.jit(scaled.update), jax.jit(unit.update)
   scaled_state, unit_state = scaled.init(grads), unit.init(grads)
   for t in range(51):
@@ -70,7 +70,7 @@ def test_std_and_mean_follow_eq1(eta):
 
 @pytest.mark.parametrize("t", [0, 1000])
 def test_jax_random_generator_follows_eq1_too(t):
-  tx = optim.add_gradient_noise(1.0, GAMMA, key=19, impl="jax")
+  tx = optim.add_gradient_noise(1.0, GAMMA, key=19, noise_impl="jax")
   grads = jnp.zeros((2**18,))
   noise, _ = _noise(tx, grads, _at_count(tx.init(grads), t))
   assert abs(noise.std() / _sigma(1.0, t) - 1) < 0.02
@@ -154,11 +154,11 @@ def test_masked_skips_leaves_and_keeps_the_others_noise():
   assert noise_plain["b"].std() > 0.3
 
 
-@pytest.mark.parametrize("t, impl", [(0, "hash"), (10, "jax")])
-def test_same_distribution_as_optax_add_noise(t, impl):
+@pytest.mark.parametrize("t, noise_impl", [(0, "hash"), (10, "jax")])
+def test_same_distribution_as_optax_add_noise(t, noise_impl):
   n, eta = 20_000, 0.3
   grads = jnp.zeros((n,))
-  ours = optim.add_gradient_noise(eta, GAMMA, key=31, impl=impl)
+  ours = optim.add_gradient_noise(eta, GAMMA, key=31, noise_impl=noise_impl)
   theirs = optax.add_noise(eta, GAMMA, key=32)
   samples = []
   for tx in (ours, theirs):
@@ -313,17 +313,17 @@ def test_no_retrace_over_steps():
 
 
 @pytest.mark.parametrize(
-    "axis_type, impl",
+    "axis_type, noise_impl",
     [(AxisType.Auto, "hash"), (AxisType.Explicit, "hash"), (AxisType.Auto, "jax")],
 )
-def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type, impl):
+def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type, noise_impl):
   if jax.device_count() != 8:
     pytest.skip("needs the 8 simulated CPU devices of conftest.py (XLA_FLAGS, JAX_PLATFORMS=cpu)")
   mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(axis_type,) * 2)
   grads = {"w": jnp.zeros((64, 32)), "b": jnp.zeros((32,), jnp.bfloat16)}
   shardings = {"w": NamedSharding(mesh, P("data", "model")), "b": NamedSharding(mesh, P("model"))}
   sharded = jax.device_put(grads, shardings)
-  tx = optim.add_gradient_noise(1.0, key=80, impl=impl)
+  tx = optim.add_gradient_noise(1.0, key=80, noise_impl=noise_impl)
   update = jax.jit(tx.update)
   out, _ = update(sharded, tx.init(grads))
   unsharded, _ = update(grads, tx.init(grads))
@@ -352,7 +352,8 @@ def test_sharded_gradients_keep_sharding_and_generate_noise_per_shard(axis_type,
         (dict(eta=0.01, key=jnp.zeros(3)), TypeError, "key must be a PRNG key"),
         (dict(eta=jnp.ones(2), key=0), TypeError, "eta must be a non-negative scalar"),
         (dict(eta=0.01, gamma=lambda t: 0.5, key=0), TypeError, "gamma must be a non-negative"),
-        (dict(eta=0.01, key=0, impl="threefry"), ValueError, "Unknown impl='threefry'"),
+        (dict(eta=0.01, key=0, noise_impl="threefry"), ValueError,
+         "Unknown noise_impl='threefry'"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, match):
@@ -376,3 +377,15 @@ def test_integer_leaf_is_refused_with_its_path():
   grads = {"w": jnp.zeros(3), "step": jnp.zeros((), jnp.int32)}
   with pytest.raises(TypeError, match=r"\['step'\].*optax.masked"):
     tx.update(grads, tx.init(grads))
+
+
+def test_deprecated_impl_keyword_warns_and_gives_the_same_noise():
+  grads = {"w": jnp.zeros((4, 3))}
+  new = optim.add_gradient_noise(0.3, key=5, noise_impl="jax")
+  with pytest.warns(DeprecationWarning, match=r"add_gradient_noise\(impl=\.\.\.\).*noise_impl="):
+    old = optim.add_gradient_noise(0.3, key=5, impl="jax")
+  want, _ = new.update(grads, new.init(grads))
+  got, _ = old.update(grads, old.init(grads))
+  chex.assert_trees_all_equal(got, want)
+  with pytest.raises(TypeError, match="both impl= and its new name noise_impl="):
+    optim.add_gradient_noise(0.3, key=5, impl="jax", noise_impl="jax")

@@ -1,6 +1,9 @@
-"""Noisy LSTM/GRU: pure steps and Linen cells/layers against float64 references and flax."""
+"""Noisy LSTM/GRU: pure steps and Linen cells/layers against float64 references and flax.
 
-import chex
+What every module class keeps in both frameworks (fresh noise per step, the missing
+stream's error, deterministic runs, traced c, Linen = NNX) is in tests/test_contract.py.
+"""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,27 +12,26 @@ import pytest
 
 import noisy_jax
 import noisy_jax.nn
+from noisy_jax import rnn
 from noisy_jax._src import noise
-from noisy_jax._src import recurrent
+from tests import _helpers
 from tests import reference_rnn
 from tests.residuals import saved_residuals
 
 B, T, D, H = 3, 5, 4, 3
+UnitNoise = rnn.UnitNoise
+# The modules' defaults, the reference code's NSigmoidP and NTanhP.
+_SIGMOID = UnitNoise("hard_sigmoid", "nah")
+_TANH = UnitNoise("hard_tanh", "nan")
 
 
 def _params(cell, seed=0, scale=1.5):
   """Random float32 parameters; ``scale`` makes many pre-activations saturate."""
-  rng = np.random.default_rng(seed)
-  shapes = recurrent.weight_shapes(cell, D, H)
-  params = {}
-  for name, shape in shapes.items():
-    low, high = (-1.0, 1.0) if name.startswith("p_") else (-scale, scale)
-    params[name] = jnp.asarray(rng.uniform(low, high, shape), jnp.float32)
-  return params
+  return _helpers.rnn_params(cell, D, H, seed, scale)
 
 
 def _inputs(seed=1):
-  return jnp.asarray(np.random.default_rng(seed).normal(size=(B, T, D)), jnp.float32)
+  return _helpers.inputs((B, T, D), seed)
 
 
 def _step_draws(key, shapes):
@@ -44,31 +46,10 @@ def _draws(key, num_steps, shapes):
           for step_key in jax.random.split(jax.random.clone(key), num_steps)]
 
 
-def _resolved(gate: recurrent.GateNoise) -> recurrent.GateNoise:
-  """``gate`` with the reference code's default ``c`` and ``alpha`` filled in."""
-  c, alpha = noisy_jax.activations.reference_defaults(gate.mode, gate.kind)
-  return gate._replace(c=c if gate.c is None else gate.c,
-                       alpha=alpha if gate.alpha is None else gate.alpha)
-
-
-def _reference_lstm(xs, params, draws, sigmoid, tanh, noisy_gates=recurrent.LSTM_GATES,
-                    carry=None):
-  """Float64 loop over time of the noisy LSTM (draws=None: test-time expectation)."""
-  return reference_rnn.lstm_sequence(xs, params, draws, _resolved(sigmoid), _resolved(tanh),
-                                     noisy_gates, carry)
-
-
-def _reference_gru(xs, params, draws, sigmoid, tanh, noisy_gates=recurrent.GRU_GATES,
-                   carry=None):
-  """Float64 loop over time of the noisy GRU (draws=None: test-time expectation)."""
-  return reference_rnn.gru_sequence(xs, params, draws, _resolved(sigmoid), _resolved(tanh),
-                                    noisy_gates, carry)
-
-
+_reference = _helpers.reference_sequence  # (cell, xs, params, draws, sigmoid, tanh, ...)
 _DRAW_SHAPES = {"lstm": ((B, 3 * H), (B, H), (B, H)), "gru": ((B, 2 * H), (B, H))}
 _LAYERS = {"lstm": noisy_jax.nn.NoisyLSTM, "gru": noisy_jax.nn.NoisyGRU}
 _CELLS = {"lstm": noisy_jax.nn.NoisyLSTMCell, "gru": noisy_jax.nn.NoisyGRUCell}
-_REFERENCES = {"lstm": _reference_lstm, "gru": _reference_gru}
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -76,18 +57,17 @@ _REFERENCES = {"lstm": _reference_lstm, "gru": _reference_gru}
                                                    ("nani", "nah")])
 def test_noisy_sequence_matches_float64_loop_with_same_draws(cell, sigmoid_mode, tanh_mode):
   params, xs, key = _params(cell), _inputs(), jax.random.key(7)
-  sigmoid = recurrent.GateNoise("hard_sigmoid", sigmoid_mode, c=0.8)
-  tanh = recurrent.GateNoise("hard_tanh", tanh_mode, alpha=0.9)
+  sigmoid = UnitNoise("hard_sigmoid", sigmoid_mode, c=0.8)
+  tanh = UnitNoise("hard_tanh", tanh_mode, alpha=0.9)
   draws = _draws(key, T, _DRAW_SHAPES[cell])
-  layer = _LAYERS[cell](H, sigmoid_mode=sigmoid_mode, sigmoid_c=0.8, tanh_mode=tanh_mode,
-                        tanh_alpha=0.9, return_carry=True)
+  layer = _LAYERS[cell](H, sigmoid=sigmoid, tanh=tanh, return_carry=True)
   carry, ys = jax.jit(lambda p, x, k: layer.apply({"params": p}, x, rng=k))(params, xs, key)
-  want_carry, want_ys = _REFERENCES[cell](xs, params, draws, sigmoid, tanh)
+  want_carry, want_ys = _reference(cell, xs, params, draws, sigmoid, tanh)
   np.testing.assert_allclose(ys, want_ys, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(jnp.stack(jax.tree.leaves(carry)),
                              np.stack(jax.tree.leaves(want_carry)), rtol=1e-4, atol=1e-5)
   # The noise matters: the expectation is a different trajectory.
-  assert not np.allclose(ys, _REFERENCES[cell](xs, params, None, sigmoid, tanh)[1], atol=1e-3)
+  assert not np.allclose(ys, _reference(cell, xs, params, None, sigmoid, tanh)[1], atol=1e-3)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -95,21 +75,20 @@ def test_deterministic_is_the_expectation_loop(cell):
   params, xs = _params(cell), _inputs()
   layer = _LAYERS[cell](H, deterministic=True)
   ys = layer.apply({"params": params}, xs)
-  want = _REFERENCES[cell](xs, params, None, recurrent.SIGMOID_GATE, recurrent.TANH_UNIT)[1]
+  want = _reference(cell, xs, params, None, _SIGMOID, _TANH)[1]
   np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-6)
 
 
 def _hard_rnn(cell, xs, params):
   """The plain hard-sigmoid/hard-tanh RNN: the reference with every gate quiet."""
-  return _REFERENCES[cell](xs, params, None, recurrent.SIGMOID_GATE, recurrent.TANH_UNIT,
-                           noisy_gates=())[1]
+  return _reference(cell, xs, params, None, _SIGMOID, _TANH, noisy_gates=())[1]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_zero_c_unit_alpha_is_the_hard_gate_rnn(cell):
   params, xs = _params(cell), _inputs()
-  layer = _LAYERS[cell](H, sigmoid_mode="nan", sigmoid_c=0.0, sigmoid_alpha=1.0,
-                        tanh_c=0.0, tanh_alpha=1.0)
+  layer = _LAYERS[cell](H, sigmoid=UnitNoise("hard_sigmoid", "nan", c=0.0, alpha=1.0),
+                        tanh=UnitNoise("hard_tanh", "nan", c=0.0, alpha=1.0))
   ys = layer.apply({"params": params}, xs, rng=jax.random.key(0))  # noise on, but c = 0
   want = _hard_rnn(cell, xs, params)
   np.testing.assert_allclose(ys, want, rtol=1e-5, atol=1e-6)
@@ -145,9 +124,9 @@ def test_layer_gradients_equal_autodiff_through_the_steps(cell):
   # scanned with the same keys: parameters, initial carry and c, with padding.
   params, xs, key = _params(cell), 2.0 * _inputs(), jax.random.key(4)
   seq_lengths = jnp.array([T, 2, 4])
-  weights_type = recurrent.LSTMWeights if cell == "lstm" else recurrent.GRUWeights
-  step_fn = recurrent.lstm_step if cell == "lstm" else recurrent.gru_step
-  sequence_fn = recurrent.lstm_sequence if cell == "lstm" else recurrent.gru_sequence
+  weights_type = rnn.LSTMWeights if cell == "lstm" else rnn.GRUWeights
+  step_fn = rnn.lstm_step if cell == "lstm" else rnn.gru_step
+  sequence_fn = rnn.lstm_sequence if cell == "lstm" else rnn.gru_sequence
   h0 = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (B, H)), jnp.float32)
   carry0 = (2.0 * h0, h0) if cell == "lstm" else h0
 
@@ -155,15 +134,15 @@ def test_layer_gradients_equal_autodiff_through_the_steps(cell):
     return jnp.sum(ys ** 2) + sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(carry))
 
   def via_layer(params, carry0, c, key):
-    sigmoid = recurrent.GateNoise("hard_sigmoid", "nah", c=c)
+    sigmoid = UnitNoise("hard_sigmoid", "nah", c=c)
     carry, ys = sequence_fn(xs, weights_type(**params), key, initial_carry=carry0,
                             seq_lengths=seq_lengths, sigmoid=sigmoid)
     return objective(carry, ys)
 
   def via_steps(params, carry0, c, key):
-    sigmoid = recurrent.GateNoise("hard_sigmoid", "nah", c=c)
+    sigmoid = UnitNoise("hard_sigmoid", "nah", c=c)
     weights = weights_type(**params)
-    x_proj = recurrent.input_projection(xs, weights.input_kernel, weights.bias)
+    x_proj = rnn.input_projection(xs, weights.input_kernel, weights.bias)
 
     def body(carry, inputs):
       x_proj_t, key_t, t = inputs
@@ -208,89 +187,12 @@ def test_layer_equals_noisy_rnn_with_seq_lengths(cell, reverse, keep_order, time
   np.testing.assert_array_equal(np.asarray(ys)[~valid], 0.0)  # padded outputs are zero
 
 
-def _memoryless(cell):
-  """Parameters and noisy gates under which each output depends on that step's noise only.
-
-  Zero kernels, plain gates pinned to 0/1 by saturating biases and one noisy gate
-  held in saturation (LSTM: the output gate, h = 0.5 o; GRU: the candidate, h = n),
-  so that with fresh noise every output differs and with repeated noise every
-  output would be equal.
-  """
-  params = {k: jnp.zeros_like(v) for k, v in _params(cell).items()}
-  if cell == "lstm":  # i = 1, f = 0 (plain), o noisy at +3, g = 0.5 (plain)
-    blocks, noisy_gates = (10.0, -10.0, 3.0, 0.5), ("output",)
-  else:  # r = 0, u = 0 (plain), candidate noisy at +3
-    blocks, noisy_gates = (-10.0, -10.0, 3.0), ("candidate",)
-  params["bias"] = jnp.repeat(jnp.asarray(blocks, jnp.float32), H)
-  params["p_gates"] = jnp.ones_like(params["p_gates"])
-  params["p_candidate"] = jnp.ones(H)
-  return params, noisy_gates
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_noisy_rnn_draws_fresh_noise_at_every_step(cell):
-  params, noisy_gates = _memoryless(cell)
-  module = _CELLS[cell](H, noisy_gates=noisy_gates, sigmoid_c=5.0, tanh_c=5.0)
-  xs = jnp.zeros((B, 8, D))
-  ys = noisy_jax.nn.noisy_rnn(module).apply({"params": {"cell": params}}, xs,
-                                           rngs={"noise": jax.random.key(0)})
-  ys = np.asarray(ys)
-  assert len(np.unique(ys[0, :, 0])) == 8, ys[0, :, 0]  # a new draw at every step
-  # The stream is what matters: broadcasting it would repeat the draw.
-  repeated = nn.RNN(module, split_rngs={"params": False, "noise": False}).apply(
-      {"params": {"cell": params}}, xs, rngs={"noise": jax.random.key(0)})
-  assert len(np.unique(np.asarray(repeated)[0, :, 0])) == 1
-
-
-def test_plain_rnn_without_the_split_noise_stream_raises_with_the_fix():
-  module = noisy_jax.nn.NoisyLSTMCell(H)
-  variables = {"params": {"cell": _params("lstm")}}
-  with pytest.raises(ValueError, match=r"noisy_rnn\(cell\).*RNN_SPLIT_RNGS"):
-    nn.RNN(module).apply(variables, _inputs(), rngs={"noise": jax.random.key(0)})
-  with pytest.raises(ValueError, match="'noise' RNG stream"):
-    noisy_jax.nn.NoisyLSTM(H).apply({"params": _params("lstm")}, _inputs())
-  # Evaluation needs no stream.
-  out = nn.RNN(noisy_jax.nn.NoisyLSTMCell(H, deterministic=True)).apply(variables, _inputs())
-  assert out.shape == (B, T, H)
-
-
 def test_noisy_rnn_merges_split_rngs_and_kwargs():
   rnn = noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyGRUCell(H), split_rngs={"dropout": True},
                                return_carry=True)
   assert rnn.split_rngs == {"params": False, "noise": True, "dropout": True}
   assert rnn.return_carry
   assert dict(noisy_jax.nn.RNN_SPLIT_RNGS) == {"params": False, "noise": True}
-
-
-def test_traced_c_anneals_without_retracing():
-  params, xs = _params("lstm"), _inputs()
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def forward(params, xs, c, key):
-    # The documented pattern: build the module inside the jitted step with a traced c.
-    layer = noisy_jax.nn.NoisyLSTM(H, sigmoid_c=c, tanh_c=c)
-    return layer.apply({"params": params}, xs, rng=key)
-
-  schedule = noisy_jax.schedules.noise_annealing()
-  keys = jax.random.split(jax.random.key(0), 3)
-  outputs = [forward(params, xs, schedule(t), k) for t, k in zip((0, 2000, 10**6), keys)]
-  np.testing.assert_array_equal(jnp.asarray(outputs[0]).shape, (B, T, H))
-  assert not np.allclose(outputs[0], outputs[2], atol=1e-4)
-
-
-def test_traced_c_works_inside_noisy_rnn():
-
-  @jax.jit
-  @chex.assert_max_traces(n=1)
-  def forward(params, xs, c, key):
-    rnn = noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyGRUCell(H, sigmoid_c=c, tanh_c=c))
-    return rnn.apply({"params": {"cell": params}}, xs, rngs={"noise": key})
-
-  params, xs = _params("gru"), _inputs()
-  first = forward(params, xs, jnp.float32(0.0), jax.random.key(1))
-  second = forward(params, xs, jnp.float32(8.0), jax.random.key(2))
-  assert not np.allclose(first, second, atol=1e-4)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -339,7 +241,7 @@ def test_cell_init_shapes_and_blockwise_orthogonal_recurrent_kernel():
   x = jnp.ones((B, D))
   carry = cell.initialize_carry(jax.random.key(0), x.shape)
   params = cell.init({"params": jax.random.key(1), "noise": jax.random.key(2)}, carry, x)["params"]
-  assert jax.tree.map(jnp.shape, params) == recurrent.weight_shapes("lstm", D, H)
+  assert jax.tree.map(jnp.shape, params) == rnn.weight_shapes("lstm", D, H)
   for block in jnp.split(params["recurrent_kernel"], 4, axis=-1):
     np.testing.assert_allclose(block.T @ block, np.eye(H), atol=1e-5)
   assert np.all(np.abs(params["p_gates"]) <= 1) and np.unique(params["p_gates"]).size == 3 * H
@@ -363,22 +265,25 @@ def test_cell_init_shapes_and_blockwise_orthogonal_recurrent_kernel():
      ValueError, "shape \\(..., features\\)"),
     (lambda: noisy_jax.nn.NoisyLSTMCell(H).apply(
         {"params": _params("lstm")}, jnp.zeros((B, H)), jnp.ones((B, D)), rng=jax.random.key(0)),
-     ValueError, "pair \\(c, h\\)"),
-    (lambda: noisy_jax.nn.NoisyGRUCell(H, sigmoid_mode="gaussian").apply(
+     ValueError, "must be the tuple \\(cell, hidden\\)"),
+    (lambda: noisy_jax.nn.NoisyGRUCell(H, sigmoid=UnitNoise("hard_sigmoid", "gaussian")).apply(
         {"params": _params("gru")}, jnp.zeros((B, H)), jnp.ones((B, D)), rng=jax.random.key(0)),
-     ValueError, "Unknown sigmoid_mode='gaussian'"),
-    (lambda: noisy_jax.nn.NoisyGRU(H, tanh_kind="hard_sigmoid").apply(
+     ValueError, "Unknown sigmoid.mode='gaussian'"),
+    (lambda: noisy_jax.nn.NoisyGRU(H, tanh=UnitNoise("hard_sigmoid", "nan")).apply(
         {"params": _params("gru")}, jnp.ones((B, T, D)), rng=jax.random.key(0)),
-     ValueError, "Unknown tanh_kind='hard_sigmoid'"),
+     ValueError, "Unknown tanh.kind='hard_sigmoid'"),
+    (lambda: noisy_jax.nn.NoisyGRU(H, sigmoid="hard_sigmoid").apply(
+        {"params": _params("gru")}, jnp.ones((B, T, D)), rng=jax.random.key(0)),
+     TypeError, "sigmoid must be a noisy_jax.UnitNoise, got str"),
     (lambda: noisy_jax.nn.NoisyLSTM(H, noisy_gates=("forget", "reset")).apply(
         {"params": _params("lstm")}, jnp.ones((B, T, D)), rng=jax.random.key(0)),
      ValueError, "Unknown noisy_gates entry='reset'"),
     (lambda: noisy_jax.nn.NoisyLSTM(H, noisy_gates="forget").apply(
         {"params": _params("lstm")}, jnp.ones((B, T, D)), rng=jax.random.key(0)),
      TypeError, "sequence of gate names"),
-    (lambda: noisy_jax.nn.NoisyLSTM(H, tanh_c=-1.0).apply(
+    (lambda: noisy_jax.nn.NoisyLSTM(H, tanh=UnitNoise("hard_tanh", "nan", c=-1.0)).apply(
         {"params": _params("lstm")}, jnp.ones((B, T, D)), rng=jax.random.key(0)),
-     ValueError, "c must be finite and >= 0"),
+     ValueError, "^tanh.c must be finite and >= 0"),
     (lambda: noisy_jax.nn.NoisyLSTM(H).apply(
         {"params": _params("lstm")}, jnp.ones((B, T, D), jnp.int32), rng=jax.random.key(0)),
      TypeError, "inputs must be a floating-point array"),
@@ -386,8 +291,7 @@ def test_cell_init_shapes_and_blockwise_orthogonal_recurrent_kernel():
         {"params": _params("gru")}, jnp.ones((B, T, D)), seq_lengths=jnp.ones((B, 1), jnp.int32),
         rng=jax.random.key(0)),
      ValueError, "seq_lengths must be an integer array of shape"),
-    (lambda: recurrent.lstm_sequence(jnp.ones((B, T, D)), recurrent.LSTMWeights(
-        **_params("lstm"))),
+    (lambda: rnn.lstm_sequence(jnp.ones((B, T, D)), rnn.LSTMWeights(**_params("lstm"))),
      ValueError, "key is required when deterministic=False"),
 ])
 def test_bad_input_raises_clear_errors(build, error, match):
@@ -408,17 +312,38 @@ def test_vmap_over_keys_is_stacking_the_per_key_runs():
   assert not np.allclose(batched[0], batched[1])
 
 
+def test_a_cell_stepped_by_hand_in_a_module_draws_new_noise_per_call():
+  # A controller that steps the cell by hand, as an NTM does: the noise stream is
+  # visible, and each call of make_rng gives a new key.
+  class Controller(nn.Module):
+
+    @nn.compact
+    def __call__(self, carry, x):
+      return noisy_jax.nn.NoisyLSTMCell(H, noisy_gates=("output",),
+                                        sigmoid=UnitNoise("hard_sigmoid", "nah", c=5.0))(carry, x)
+
+  controller = Controller()
+  carry = (jnp.zeros((B, H)),) * 2
+  x = jnp.zeros((B, D))
+  params, _ = _helpers.memoryless("lstm", _params("lstm"))
+  variables = {"params": {"NoisyLSTMCell_0": params}}
+  apply = jax.jit(controller.apply)
+  outs = [apply(variables, carry, x, rngs={"noise": k})[1]
+          for k in jax.random.split(jax.random.key(2), 2)]
+  assert not np.allclose(outs[0], outs[1])
+
+
 # Float64: the pure steps and sequences against tests/reference_rnn.py, fed the
 # library's own draws, for every kind of noisy_gates subset. Saturating
 # pre-activations, c = 3 and alpha != 1 make each noisy gate change the numbers, so
 # noise on the wrong gates (or a gate missing its noise) cannot pass.
 
-_SIGMOID64 = recurrent.GateNoise("hard_sigmoid", "nah", c=3.0, alpha=0.9)
-_TANH64 = recurrent.GateNoise("hard_tanh", "nan", c=3.0, alpha=1.2)
-_ALL_GATES = {"lstm": recurrent.LSTM_GATES, "gru": recurrent.GRU_GATES}
-_WEIGHTS = {"lstm": recurrent.LSTMWeights, "gru": recurrent.GRUWeights}
-_STEPS = {"lstm": recurrent.lstm_step, "gru": recurrent.gru_step}
-_SEQUENCES = {"lstm": recurrent.lstm_sequence, "gru": recurrent.gru_sequence}
+_SIGMOID64 = UnitNoise("hard_sigmoid", "nah", c=3.0, alpha=0.9)
+_TANH64 = UnitNoise("hard_tanh", "nan", c=3.0, alpha=1.2)
+_ALL_GATES = {"lstm": rnn.LSTM_GATES, "gru": rnn.GRU_GATES}
+_WEIGHTS = {"lstm": rnn.LSTMWeights, "gru": rnn.GRUWeights}
+_STEPS = {"lstm": rnn.lstm_step, "gru": rnn.gru_step}
+_SEQUENCES = {"lstm": rnn.lstm_sequence, "gru": rnn.gru_sequence}
 _REFERENCE_STEPS = {"lstm": reference_rnn.lstm_step, "gru": reference_rnn.gru_step}
 
 
@@ -441,7 +366,7 @@ def _problem64(cell, seed=10):
   """
   rng = np.random.default_rng(seed)
   params = {}
-  for name, shape in recurrent.weight_shapes(cell, D, H).items():
+  for name, shape in rnn.weight_shapes(cell, D, H).items():
     if name.startswith("p_"):
       params[name] = rng.choice([-1.0, 1.0], shape) * rng.uniform(1.0, 3.0, shape)
     else:
@@ -473,8 +398,7 @@ def test_step_matches_float64_reference_for_noisy_gate_subsets(cell, noisy_gates
   draws = _step_draws(jax.random.clone(key), _DRAW_SHAPES[cell])
   with jax.enable_x64(True):
     weights = _WEIGHTS[cell](**_to_jax(params))
-    x_proj = recurrent.input_projection(jnp.asarray(xs[:, 0]), weights.input_kernel,
-                                        weights.bias)
+    x_proj = rnn.input_projection(jnp.asarray(xs[:, 0]), weights.input_kernel, weights.bias)
     carry, y = _STEPS[cell](_to_jax(carry0), x_proj, weights, key, sigmoid=_SIGMOID64,
                             tanh=_TANH64, noisy_gates=noisy_gates)
   assert y.dtype == jnp.float64
@@ -566,37 +490,8 @@ def test_sequence_gradients_match_finite_differences_of_the_reference(cell, nois
                                atol=1e-8, err_msg=name)
 
 
-# The plain path (noisy_gates=(), sigmoid/tanh kinds) is flax's cell under a parameter
-# mapping: flax's per-gate blocks into the fused layout of recurrent.py.
-
-
-def _fused_lstm(per_gate):
-  """flax's LSTM gates ``{"i", "f", "g", "o"}: (input kernel, recurrent kernel, bias)``
-  in the fused layout ``[input, forget, output, candidate]`` (the candidate is flax's g).
-  """
-  order = ("i", "f", "o", "g")
-  return {
-      "input_kernel": np.concatenate([per_gate[g][0] for g in order], axis=-1),
-      "recurrent_kernel": np.concatenate([per_gate[g][1] for g in order], axis=-1),
-      "bias": np.concatenate([per_gate[g][2] for g in order]),
-      # p is unused on the plain path; nonzero, so that a quiet gate using it shows.
-      "p_gates": np.full(3 * H, 2.0), "p_candidate": np.full(H, 2.0), "p_cell": np.full(H, 2.0),
-  }
-
-
-def _fused_gru(per_gate, recurrent_bias):
-  """flax's GRU gates ``{"r", "z", "n"}: (input kernel, recurrent kernel, input bias)``
-  in the fused layout ``[reset, update, candidate]`` (update is flax's z), with the
-  candidate's recurrent bias (flax's b_hn) inside the reset product.
-  """
-  order = ("r", "z", "n")
-  return {
-      "input_kernel": np.concatenate([per_gate[g][0] for g in order], axis=-1),
-      "recurrent_kernel": np.concatenate([per_gate[g][1] for g in order], axis=-1),
-      "bias": np.concatenate([per_gate[g][2] for g in order]),
-      "recurrent_bias": np.asarray(recurrent_bias),
-      "p_gates": np.full(2 * H, 2.0), "p_candidate": np.full(H, 2.0),
-  }
+# The plain path (noisy_gates=(), the smooth kinds) is flax's cell under a parameter
+# mapping: flax's per-gate blocks into the fused layout of noisy_jax.rnn.
 
 
 def _from_linen_flax(cell, flax_params):
@@ -604,22 +499,10 @@ def _from_linen_flax(cell, flax_params):
   (ir, iz, in with bias; hr, hz without; hn with b_hn) parameters, fused."""
   p = jax.tree.map(np.asarray, flax_params)
   if cell == "lstm":
-    return _fused_lstm({g: (p[f"i{g}"]["kernel"], p[f"h{g}"]["kernel"], p[f"h{g}"]["bias"])
-                        for g in "ifgo"})
-  return _fused_gru({g: (p[f"i{g}"]["kernel"], p[f"h{g}"]["kernel"], p[f"i{g}"]["bias"])
-                     for g in "rzn"}, p["hn"]["bias"])
-
-
-def _problem_for_flax(cell, seed=30):
-  """Float64 inputs (B, T, D) and a nonzero initial carry."""
-  rng = np.random.default_rng(seed)
-  xs = jnp.asarray(1.5 * rng.normal(size=(B, T, D)))
-  h0 = jnp.asarray(rng.uniform(-1.0, 1.0, (B, H)))
-  return xs, ((2.0 * h0, h0) if cell == "lstm" else h0)
-
-
-_PLAIN = dict(sigmoid_kind="sigmoid", tanh_kind="tanh", noisy_gates=(),
-              param_dtype=jnp.float64)
+    return _helpers.fused_lstm({g: (p[f"i{g}"]["kernel"], p[f"h{g}"]["kernel"],
+                                    p[f"h{g}"]["bias"]) for g in "ifgo"})
+  return _helpers.fused_gru({g: (p[f"i{g}"]["kernel"], p[f"h{g}"]["kernel"],
+                                 p[f"i{g}"]["bias"]) for g in "rzn"}, p["hn"]["bias"])
 
 
 @pytest.mark.parametrize("cell,flax_cell", [("lstm", nn.LSTMCell),
@@ -628,7 +511,7 @@ _PLAIN = dict(sigmoid_kind="sigmoid", tanh_kind="tanh", noisy_gates=(),
                          ids=["LSTMCell", "OptimizedLSTMCell", "GRUCell"])
 def test_plain_cell_and_layer_equal_the_linen_flax_cell(cell, flax_cell):
   with jax.enable_x64(True):
-    xs, carry0 = _problem_for_flax(cell)
+    xs, carry0 = _helpers.problem_for_flax(cell, B, T, D, H)
     theirs = flax_cell(H, param_dtype=jnp.float64)
     # Every parameter random, biases (b_hn included) too, so that each block's
     # mapping is checked; drawn by NumPy, without compiling flax's initialisers.
@@ -636,7 +519,7 @@ def test_plain_cell_and_layer_equal_the_linen_flax_cell(cell, flax_cell):
     rng = np.random.default_rng(31)
     flax_params = jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape)), shapes)
     params = _from_linen_flax(cell, flax_params)
-    ours = _CELLS[cell](H, **_PLAIN)
+    ours = _CELLS[cell](H, **_helpers.PLAIN)
     want_carry = got_carry = carry0
     for t in range(3):
       want_carry, want = theirs.apply({"params": flax_params}, want_carry, xs[:, t])
@@ -649,7 +532,7 @@ def test_plain_cell_and_layer_equal_the_linen_flax_cell(cell, flax_cell):
     rnn = nn.RNN(theirs, return_carry=True)
     want_carry, want_ys = rnn.apply({"params": {"cell": flax_params}}, xs,
                                     initial_carry=carry0)
-    layer = _LAYERS[cell](H, return_carry=True, **_PLAIN)
+    layer = _LAYERS[cell](H, return_carry=True, **_helpers.PLAIN)
     got_carry, got_ys = layer.apply({"params": params}, xs, initial_carry=carry0)
   np.testing.assert_allclose(got_ys, want_ys, rtol=1e-12, atol=1e-12)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12),

@@ -14,7 +14,7 @@ from flax import nnx
 
 import noisy_jax.nn
 import noisy_jax.nnx
-from noisy_jax._src import recurrent
+from noisy_jax import rnn
 
 B, T, D, H = 2, 4, 3, 4
 _SEQ_LENGTHS = jnp.array([T, 2])
@@ -36,7 +36,7 @@ def _params(cell, seed=0):
   """Large random weights: the units saturate, where the noise acts."""
   rng = np.random.default_rng(seed)
   return {name: jnp.asarray(rng.uniform(-3.0, 3.0, shape), jnp.float32)
-          for name, shape in recurrent.weight_shapes(cell, D, H).items()}
+          for name, shape in rnn.weight_shapes(cell, D, H).items()}
 
 
 def _inputs(time_major=True):
@@ -166,30 +166,30 @@ def test_nnx_layer_draws_the_noise_of_nnx_rnn(cell):
   # the two noise streams advance alike.
   cell_type, layer_type = _NNX[cell]
   fields = dict(noisy_gates=_ONE_GATE[cell])
-  rnn = nnx.RNN(cell_type(D, H, rngs=nnx.Rngs(params=0, noise=1), **fields),
-                return_carry=True, **_ORDER)
+  scanned = nnx.RNN(cell_type(D, H, rngs=nnx.Rngs(params=0, noise=1), **fields),
+                    return_carry=True, **_ORDER)
   layer = layer_type(D, H, rngs=nnx.Rngs(params=0, noise=1), return_carry=True, **fields,
                      **_ORDER)
-  for name in recurrent.weight_shapes(cell, D, H):
-    np.testing.assert_array_equal(getattr(layer, name)[...], getattr(rnn.cell, name)[...])
-    for model in (layer, rnn.cell):  # saturate the units, where the noise acts
+  for name in rnn.weight_shapes(cell, D, H):
+    np.testing.assert_array_equal(getattr(layer, name)[...], getattr(scanned.cell, name)[...])
+    for model in (layer, scanned.cell):  # saturate the units, where the noise acts
       getattr(model, name)[...] = 3.0 * getattr(model, name)[...]
 
-  want, got = _nnx_calls(rnn), _nnx_calls(layer)
+  want, got = _nnx_calls(scanned), _nnx_calls(layer)
   for (got_out, got_grads), (want_out, want_grads) in zip(got, want):
     _assert_same_call(got_out, want_out)
-    for name in recurrent.weight_shapes(cell, D, H):
+    for name in rnn.weight_shapes(cell, D, H):
       np.testing.assert_allclose(got_grads[name][...], want_grads["cell"][name][...],
                                  rtol=1e-4, atol=1e-5)
-  np.testing.assert_array_equal(layer.rngs.count[...], rnn.cell.rngs.count[...])
+  np.testing.assert_array_equal(layer.rngs.count[...], scanned.cell.rngs.count[...])
   assert not np.allclose(got[0][0][1], got[1][0][1], atol=1e-3)  # fresh noise per call
 
 
 def test_explicit_step_keys_are_used_as_given():
   # A (T,) key array is one key per step: split(key, T) reproduces the single key.
-  weights = recurrent.GRUWeights(**_params("gru"))
+  weights = rnn.GRUWeights(**_params("gru"))
   xs, key = _inputs(time_major=False), jax.random.key(3)
-  run = jax.jit(lambda k: recurrent.gru_sequence(xs, weights, k, noisy_gates=("candidate",)),
+  run = jax.jit(lambda k: rnn.gru_sequence(xs, weights, k, noisy_gates=("candidate",)),
                 compiler_options=_FAST)
   _, want = run(key)
   _, got = run(jax.random.split(jax.random.clone(key), T))

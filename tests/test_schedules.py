@@ -57,8 +57,8 @@ def test_gradient_noise_variance_matches_paper_b(eta):
         (noisy_jax.schedules.noise_annealing, dict(c0=-1.0), "c0 must be finite"),
         (noisy_jax.schedules.noise_annealing, dict(c_final=float("nan")), "c_final must be"),
         (noisy_jax.schedules.noise_annealing, dict(c0=0.4, c_final=0.5), "c_final <= c0"),
-        (noisy_jax.schedules.noise_annealing, dict(every=0), "every must be a positive int"),
-        (noisy_jax.schedules.noise_annealing, dict(every=2.5), "every must be a positive int"),
+        (noisy_jax.schedules.noise_annealing, dict(every=0), "every must be an integer >= 1"),
+        (noisy_jax.schedules.noise_annealing, dict(every=2.5), "every must be an integer >= 1"),
         (noisy_jax.schedules.gradient_noise_variance, dict(eta=-0.1), "eta must be finite"),
         (noisy_jax.schedules.gradient_noise_variance, dict(gamma=float("inf")), "gamma must be"),
     ],
@@ -66,3 +66,10 @@ def test_gradient_noise_variance_matches_paper_b(eta):
 def test_bad_arguments_raise(factory, kwargs, match):
   with pytest.raises(ValueError, match=match):
     factory(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [dict(eta=jnp.ones(2)), dict(gamma=lambda t: 0.5),
+                                    dict(eta="0.01")])
+def test_non_scalar_gradient_noise_hyperparameters_raise(kwargs):
+  with pytest.raises(TypeError, match="must be a non-negative scalar"):
+    noisy_jax.schedules.gradient_noise_variance(**kwargs)

@@ -33,9 +33,9 @@ class TestUniqueIntegers:
     traces = []
 
     @jax.jit
-    def generate(key, max_length):
+    def generate(key, length_high):
       traces.append(1)
-      return tasks.unique_integers(key, 256, min_length=3, max_length=max_length)
+      return tasks.unique_integers(key, 256, min_length=3, length_high=length_high)
 
     keys = jax.random.split(jax.random.key(1), 2)
     for key, bound in zip(keys, (5, 12)):
@@ -56,14 +56,26 @@ class TestUniqueIntegers:
     assert got == [4, 6, 15, 26, 26]
 
   def test_bad_arguments(self):
-    with pytest.raises(ValueError, match="max_length"):
-      tasks.unique_integers(jax.random.key(0), 2, max_length=27)
-    with pytest.raises(ValueError, match="min_length=9 is larger than max_length=5"):
-      tasks.unique_integers(jax.random.key(0), 2, min_length=9, max_length=5)
+    with pytest.raises(ValueError, match=r"length_high must be a scalar in \[1, 26\]"):
+      tasks.unique_integers(jax.random.key(0), 2, length_high=27)
+    with pytest.raises(ValueError, match="min_length=9 is larger than length_high=5"):
+      tasks.unique_integers(jax.random.key(0), 2, min_length=9, length_high=5)
     with pytest.raises(TypeError, match="batch_size"):
       tasks.unique_integers(jax.random.key(0), 2.0)
-    with pytest.raises(TypeError, match="PRNG key"):
+    with pytest.raises(TypeError, match="key must be a PRNG key from jax.random.key"):
       tasks.unique_integers(jnp.zeros(3), 2)
+
+
+  def test_deprecated_max_length_keyword_warns_and_gives_the_same_batch(self):
+    want = tasks.unique_integers(jax.random.key(5), 8, min_length=3, length_high=10)
+    with pytest.warns(DeprecationWarning,
+                      match=r"unique_integers\(max_length=\.\.\.\) is deprecated; use length_high="):
+      got = tasks.unique_integers(jax.random.key(5), 8, min_length=3, max_length=10)
+    chex.assert_trees_all_equal(got, want)
+    with pytest.warns(DeprecationWarning):  # through fixed_eval_set's keywords too
+      got = tasks.fixed_eval_set(tasks.unique_integers, 8, max_length=10)
+    chex.assert_trees_all_equal(got, tasks.fixed_eval_set(tasks.unique_integers, 8,
+                                                           length_high=10))
 
 
 class TestAssociativeRecall:
@@ -126,6 +138,26 @@ class TestCopy:
       np.testing.assert_array_equal(y[n + 1:n + r * n + 1, :bits], np.tile(x[:n, :bits], (r, 1)))
       np.testing.assert_array_equal(np.flatnonzero(y[:, bits]), [n + r * n + 1])
       assert not y[~m].any()
+
+
+@pytest.mark.parametrize(
+    "generator, kwargs, error, match",
+    [
+        (tasks.copy, dict(min_length=5, max_length=3), ValueError,
+         "min_length=5 is larger than max_length=3"),
+        (tasks.copy, dict(max_length=4, length_high=5), ValueError,
+         r"length_high must be a scalar in \[1, 4\]"),
+        (tasks.copy, dict(max_length=4.0), TypeError, "max_length must be a Python int"),
+        (tasks.repeat_copy, dict(min_repeats=0), ValueError, "min_repeats must be >= 1"),
+        (tasks.repeat_copy, dict(min_repeats=3, max_repeats=2), ValueError,
+         "min_repeats=3 is larger than max_repeats=2"),
+        (tasks.associative_recall, dict(min_items=4, max_items=3), ValueError,
+         "min_items=4 is larger than max_items=3"),
+    ],
+)
+def test_bad_ranges_name_both_bounds(generator, kwargs, error, match):
+  with pytest.raises(error, match=match):
+    generator(jax.random.key(0), 2, **kwargs)
 
 
 def test_fixed_eval_set_is_fixed_and_apart_from_training():

@@ -9,33 +9,31 @@ magnitude (Eq. 8).
 
 import functools
 import math
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from noisy_jax._src import checks
 from noisy_jax._src import noise
 
 Kind = Literal["hard_tanh", "hard_sigmoid", "tanh", "sigmoid"]
 Mode = Literal["nan", "nah", "nani", "nanil", "nanis"]
 
-KINDS = ("hard_tanh", "hard_sigmoid", "tanh", "sigmoid")
-MODES = ("nan", "nah", "nani", "nanil", "nanis")
+KINDS = checks.KINDS
+MODES = checks.MODES
 # Modes that add noise to the output (Eq. 12) vs. to the input (Eqs. 14-15).
 OUTPUT_NOISE_MODES = ("nan", "nah")
 INPUT_NOISE_MODES = ("nani", "nanil", "nanis")
 # How NANIL learns its input-noise scale: "reference" (default) is the reference
 # code's c softplus(p |Delta| / (|xi| + 1e-10)); "paper" is Eq. 9 read literally,
 # which injects no noise at the paper's c values (see noisy_activation's Note).
-NANIL_SCALES = ("reference", "paper")
+NANIL_SCALES = checks.NANIL_SCALES
 NanilScale = Literal["reference", "paper"]
 DEFAULT_NANIL_SCALE = "reference"
 
 # E|xi| for xi ~ N(0, 1): the test-time value of half-normal noise (Eq. 13).
 HALF_NORMAL_MEAN = math.sqrt(2.0 / math.pi)
-
-_TANH_FAMILY = ("hard_tanh", "tanh")
 
 # Reference-code defaults (caglar/noisy_units, codes/theano/nunits.py).
 _REFERENCE_ALPHA = {"tanh": 1.15, "sigmoid": 1.1}  # NTanhP, NSigmoidP
@@ -49,77 +47,7 @@ _REFERENCE_INPUT_C = {"nani": 0.05, "nanil": 0.25, "nanis": 0.25}
 
 
 def _family(kind: str) -> str:
-  return "tanh" if kind in _TANH_FAMILY else "sigmoid"
-
-
-def _check_choice(value: Any, argname: str, choices: tuple[str, ...]) -> None:
-  if value not in choices:
-    raise ValueError(
-        f"Unknown {argname}={value!r}. Valid values: {', '.join(map(repr, choices))}."
-    )
-
-
-def _check_float_input(x: jax.typing.ArrayLike, argname: str = "x") -> jax.Array:
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    raise TypeError(
-        f"{argname} must be a floating-point array, got dtype {x.dtype}. Fix: cast "
-        f"it first, e.g. {argname}.astype(jnp.float32)."
-    )
-  return x
-
-
-def _concrete(value: jax.typing.ArrayLike) -> np.ndarray | None:
-  """Returns ``value`` as a NumPy array, or None if it is traced."""
-  try:
-    return np.asarray(value)
-  except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-    return None
-
-
-def _check_broadcastable(
-    value: jax.typing.ArrayLike, argname: str, shape: tuple[int, ...]
-) -> jax.Array:
-  if callable(value):
-    raise TypeError(
-        f"{argname} must be a number or an array, got the callable {value!r} (a "
-        f"schedule?). Fix: pass the schedule's value at this step, e.g. "
-        f"{argname}=noisy_jax.schedules.noise_annealing()(step)."
-    )
-  value = jnp.asarray(value)
-  try:
-    ok = np.broadcast_shapes(value.shape, shape) == tuple(shape)
-  except ValueError:
-    ok = False
-  if not ok:
-    raise ValueError(
-        f"{argname} of shape {value.shape} does not broadcast to x of shape "
-        f"{tuple(shape)}. Fix: pass a scalar or an array whose shape broadcasts "
-        f"to x, e.g. one value per unit of shape {tuple(shape)[-1:]}."
-    )
-  return value
-
-
-def _check_scale(c: jax.typing.ArrayLike, shape: tuple[int, ...],
-                 argname: str = "c") -> jax.Array:
-  c = _check_broadcastable(c, argname, shape)
-  concrete = _concrete(c)
-  if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete >= 0)):
-    raise ValueError(
-        f"{argname} must be finite and >= 0 (it scales the noise's standard deviation), "
-        f"got {argname}={concrete}. Fix: pass a non-negative {argname}, e.g. the paper's "
-        f"annealed value at this step, noisy_jax.schedules.noise_annealing()(step)."
-    )
-  return c
-
-
-def _check_alpha(alpha: jax.typing.ArrayLike, shape: tuple[int, ...],
-                 argname: str = "alpha") -> jax.Array:
-  alpha = _check_broadcastable(alpha, argname, shape)
-  concrete = _concrete(alpha)
-  if concrete is not None and not np.all(np.isfinite(concrete)):
-    raise ValueError(f"{argname} must be finite, got {argname}={concrete}.")
-  return alpha
+  return "tanh" if kind in checks.TANH_KINDS else "sigmoid"
 
 
 def hard_sigmoid(x: jax.typing.ArrayLike) -> jax.Array:
@@ -148,7 +76,7 @@ def hard_sigmoid(x: jax.typing.ArrayLike) -> jax.Array:
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
   """
-  x = _check_float_input(x)
+  x = checks.float_array(x)
   return jnp.where(x > 2, 1.0, jnp.where(x < -2, 0.0, 0.25 * x + 0.5)).astype(x.dtype)
 
 
@@ -159,14 +87,18 @@ def hard_tanh(x: jax.typing.ArrayLike) -> jax.Array:
     \mathrm{hard\_tanh}(x) = \max(\min(x, 1), -1)
     \quad \text{(Gulcehre et al., 2016, Eq. 4)}
 
-  The gradient is 1 on the closed interval ``[-1, 1]`` (kinks included) and 0
-  outside.
+  ``jax.nn.hard_tanh`` (the same function) after a dtype check: integer inputs are
+  refused instead of silently computed. The gradient is 1 on the closed interval
+  ``[-1, 1]`` (kinks included) and 0 outside.
 
   Args:
     x: floating-point input array.
 
   Returns:
     An array of the same shape and dtype as ``x``.
+
+  Raises:
+    TypeError: integer ``x``.
 
   Example:
     >>> import jax.numpy as jnp
@@ -177,8 +109,7 @@ def hard_tanh(x: jax.typing.ArrayLike) -> jax.Array:
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
   """
-  x = _check_float_input(x)
-  return jnp.where(x > 1, 1.0, jnp.where(x < -1, -1.0, x)).astype(x.dtype)
+  return jax.nn.hard_tanh(checks.float_array(x))
 
 
 def _activation(x: jax.Array, kind: str) -> jax.Array:
@@ -205,8 +136,8 @@ def activation(x: jax.typing.ArrayLike, *, kind: Kind = "hard_tanh") -> jax.Arra
   Returns:
     :math:`h(x)`, same shape and dtype as ``x``.
   """
-  _check_choice(kind, "kind", KINDS)
-  return _activation(_check_float_input(x), kind)
+  checks.choice(kind, "kind", KINDS)
+  return _activation(checks.float_array(x), kind)
 
 
 def linearization(x: jax.typing.ArrayLike, *, kind: Kind = "hard_tanh") -> jax.Array:
@@ -230,8 +161,8 @@ def linearization(x: jax.typing.ArrayLike, *, kind: Kind = "hard_tanh") -> jax.A
     >>> noisy_jax.activations.linearization(jnp.array([4.0]), kind="sigmoid")
     Array([1.5], dtype=float32)
   """
-  _check_choice(kind, "kind", KINDS)
-  return _linear(_check_float_input(x), kind)
+  checks.choice(kind, "kind", KINDS)
+  return _linear(checks.float_array(x), kind)
 
 
 def saturation(x: jax.typing.ArrayLike, *, kind: Kind = "hard_tanh") -> jax.Array:
@@ -255,8 +186,8 @@ def saturation(x: jax.typing.ArrayLike, *, kind: Kind = "hard_tanh") -> jax.Arra
     >>> noisy_jax.activations.saturation(jnp.array([0.5, 3.0]))
     Array([ 0., -2.], dtype=float32)
   """
-  _check_choice(kind, "kind", KINDS)
-  x = _check_float_input(x)
+  checks.choice(kind, "kind", KINDS)
+  x = checks.float_array(x)
   return _activation(x, kind) - _linear(x, kind)
 
 
@@ -268,7 +199,7 @@ def threshold(kind: Kind = "hard_tanh") -> float:
   extension: it is where their linearization :math:`u(x)` leaves the range of
   :math:`h`, and it is the threshold NANIS (Eq. 15) uses for them.
   """
-  _check_choice(kind, "kind", KINDS)
+  checks.choice(kind, "kind", KINDS)
   return 1.0 if _family(kind) == "tanh" else 2.0
 
 
@@ -300,13 +231,61 @@ def reference_defaults(mode: Mode = "nan", kind: Kind = "hard_tanh") -> tuple[fl
     >>> noisy_jax.activations.reference_defaults("nah", "hard_sigmoid")
     (0.15, 1.1)
   """
-  _check_choice(mode, "mode", MODES)
-  _check_choice(kind, "kind", KINDS)
+  checks.choice(mode, "mode", MODES)
+  checks.choice(kind, "kind", KINDS)
   family = _family(kind)
   alpha = _REFERENCE_ALPHA[family]
   if mode in OUTPUT_NOISE_MODES:
     return _REFERENCE_C[(mode, family)], alpha
   return _REFERENCE_INPUT_C[mode], alpha
+
+
+class UnitNoise(NamedTuple):
+  """A noisy unit's settings: its activation :math:`h`, noise variant, ``c`` and ``alpha``.
+
+  The one type for "how a unit is noisy" across the package: the pure steps take
+  it, the Linen and NNX modules hold one per unit family (``sigmoid=`` for the
+  gates, ``tanh=`` for the tanh units), and the experiment configs build it.
+
+  Attributes:
+    kind: the activation :math:`h`: ``"hard_sigmoid"``/``"sigmoid"`` for gates,
+      ``"hard_tanh"``/``"tanh"`` for the tanh units.
+    mode: ``"nan"``, ``"nah"``, ``"nani"``, ``"nanil"`` or ``"nanis"``.
+    c: the paper's :math:`c`; ``None`` takes the reference code's default for
+      ``kind`` and ``mode`` (:func:`reference_defaults`). A scalar or per-unit
+      array; may be traced (then it is not checked: it must be >= 0).
+    alpha: the paper's :math:`\\alpha`; ``None`` takes the reference default.
+    nanil_scale: how ``"nanil"`` learns its scale, ``"reference"`` (default) or
+      ``"paper"`` (see :func:`noisy_activation`); unused by other modes.
+
+  Example:
+    >>> import noisy_jax
+    >>> float(noisy_jax.UnitNoise("hard_tanh", "nan", c=0.5).resolved((4,)).alpha)
+    1.15
+  """
+
+  kind: Kind
+  mode: Mode
+  c: Any = None
+  alpha: Any = None
+  nanil_scale: NanilScale = DEFAULT_NANIL_SCALE
+
+  def resolved(self, shape: tuple[int, ...], prefix: str | None = None) -> "UnitNoise":
+    """These settings with the reference defaults filled in, checked against ``shape``.
+
+    ``prefix`` (e.g. ``"sigmoid"``) names the fields in errors (``sigmoid.c``).
+    """
+    name = lambda field: field if prefix is None else f"{prefix}.{field}"
+    default_c, default_alpha = reference_defaults(self.mode, self.kind)
+    c = default_c if self.c is None else self.c
+    alpha = default_alpha if self.alpha is None else self.alpha
+    return self._replace(c=checks.noise_scale(c, shape, name("c")),
+                         alpha=checks.alpha(alpha, shape, name("alpha")))
+
+
+# The reference code's units (nunits.py): NSigmoidP is half-normal, NTanhP normal.
+SIGMOID_UNIT = UnitNoise("hard_sigmoid", "nah")
+TANH_UNIT = UnitNoise("hard_tanh", "nan")
 
 
 def p_init(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
@@ -382,7 +361,7 @@ def _nanil_std(delta, p, c, xi, nanil_scale):
 @functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
 @functools.partial(jax.checkpoint, static_argnums=(5, 6, 7, 8))
 def _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl):
-  xi = noise.standard_normal(key, x.shape, x.dtype, impl=noise_impl)
+  xi = noise.standard_normal(key, x.shape, x.dtype, noise_impl=noise_impl)
   if mode in OUTPUT_NOISE_MODES:
     # Eq. 12: alpha h(x) + (1 - alpha) u(x) + d(x) sigma(x) eps.
     mean, scale = _output_noise_terms(x, p, c, alpha, kind)
@@ -416,7 +395,7 @@ def noisy_activation(
     kind: Kind = "hard_tanh",
     deterministic: bool = False,
     nanil_scale: NanilScale = DEFAULT_NANIL_SCALE,
-    noise_impl: noise.Impl = "hash",
+    noise_impl: noise.NoiseImpl = "hash",
 ) -> jax.Array:
   r"""Noisy activation function (Gulcehre et al., 2016).
 
@@ -532,19 +511,18 @@ def noisy_activation(
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, ICML 2016.
   """
-  _check_choice(mode, "mode", MODES)
-  _check_choice(kind, "kind", KINDS)
-  _check_choice(nanil_scale, "nanil_scale", NANIL_SCALES)
-  _check_choice(noise_impl, "noise_impl", noise.IMPLS)
-  x = _check_float_input(x)
-  default_c, default_alpha = reference_defaults(mode, kind)
-  c = _check_scale(default_c if c is None else c, x.shape)
-  alpha = _check_alpha(default_alpha if alpha is None else alpha, x.shape)
-  p = _check_broadcastable(p, "p", x.shape)
+  checks.choice(mode, "mode", MODES)
+  checks.choice(kind, "kind", KINDS)
+  checks.choice(nanil_scale, "nanil_scale", NANIL_SCALES)
+  checks.choice(noise_impl, "noise_impl", checks.NOISE_IMPLS)
+  x = checks.float_array(x)
+  unit = UnitNoise(kind, mode, c, alpha, nanil_scale).resolved(x.shape)
+  p = checks.broadcastable(p, "p", x.shape)
+  key = checks.noise_key(key, deterministic, "the noisy activation")
 
   out_dtype = x.dtype
   compute_dtype = jnp.promote_types(x.dtype, jnp.float32)
-  x, p, c, alpha = (jnp.asarray(v, compute_dtype) for v in (x, p, c, alpha))
+  x, p, c, alpha = (jnp.asarray(v, compute_dtype) for v in (x, p, unit.c, unit.alpha))
 
   if deterministic:
     if mode in INPUT_NOISE_MODES:
@@ -553,18 +531,7 @@ def noisy_activation(
     mean, scale = _output_noise_terms(x, p, c, alpha, kind)
     return (mean + scale * noise_mean).astype(out_dtype)
 
-  if key is None:
-    raise ValueError(
-        "key is required when deterministic=False: the noisy activation needs a "
-        "PRNG key. Fix: pass key=jax.random.key(seed) (fresh for every call), or "
-        "deterministic=True for the test-time expectation."
-    )
-  key = noise.as_typed_key(key)
-  if key.shape:
-    raise ValueError(
-        f"key must be a single PRNG key, got a batch of shape {key.shape}. Fix: "
-        "jax.vmap over the keys, or split one key per call."
-    )
+  key = checks.single_key(key)
   return _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl).astype(out_dtype)
 
 
@@ -578,7 +545,7 @@ def noisy_hard_tanh(
     *,
     deterministic: bool = False,
     nanil_scale: NanilScale = DEFAULT_NANIL_SCALE,
-    noise_impl: noise.Impl = "hash",
+    noise_impl: noise.NoiseImpl = "hash",
 ) -> jax.Array:
   """:func:`noisy_activation` with ``kind="hard_tanh"``.
 
@@ -608,7 +575,7 @@ def noisy_hard_sigmoid(
     *,
     deterministic: bool = False,
     nanil_scale: NanilScale = DEFAULT_NANIL_SCALE,
-    noise_impl: noise.Impl = "hash",
+    noise_impl: noise.NoiseImpl = "hash",
 ) -> jax.Array:
   """:func:`noisy_activation` with ``kind="hard_sigmoid"``.
 

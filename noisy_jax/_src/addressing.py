@@ -10,6 +10,11 @@ Shapes: a memory is ``(..., N, M)`` (N locations of width M); a weighting is
 batch axis and a heads axis need no loop: ``H`` heads over a batch of ``B``
 memories are weightings ``(B, H, N)`` against a memory ``(B, N, M)``.
 
+Names: ``weighting`` is always an attention weighting (never a learned
+parameter), ``content_key`` the heads' key k_t of Eqs. 5-6 (never a PRNG key).
+The old keyword names (``weights=``, ``key=``, ``shift_weights=``, ``prev_weights=``,
+``content_weights=``) still work for one release, with a ``DeprecationWarning``.
+
 Every function computes in at least float32 and returns the dtype of its first
 argument. Each weighting stays normalised and nothing divides by zero: a zero
 key, an all-zero memory or an all-zero weighting yields a uniform weighting with
@@ -21,38 +26,12 @@ import operator
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from noisy_jax._src import activations
+from noisy_jax._src import checks
 
 # The epsilon of the cosine similarity's denominator (Eq. 6); the NTM literature's
 # usual 1e-8 (e.g. Collier and Beel, 2018).
 COSINE_EPS = 1e-8
-
-
-def _check_memory(memory: jax.typing.ArrayLike) -> jax.Array:
-  memory = activations._check_float_input(memory, "memory")
-  if memory.ndim < 2:
-    raise ValueError(
-        f"memory must have shape (..., N, M) (N locations of width M), got shape "
-        f"{memory.shape}. Fix: add the missing axis, e.g. memory[None] for one location."
-    )
-  return memory
-
-
-def _check_last_axis(value: jax.Array, argname: str, size: int, what: str) -> None:
-  if value.ndim < 1 or value.shape[-1] != size:
-    raise ValueError(
-        f"{argname} must have a last axis of size {size} ({what}), got shape "
-        f"{value.shape}. Fix: pass {argname} of shape (..., {size})."
-    )
-
-
-def _check_at_least(value: jax.Array, argname: str, bound: float, fix: str) -> None:
-  concrete = activations._concrete(value)
-  if concrete is not None and not (np.all(np.isfinite(concrete)) and np.all(concrete >= bound)):
-    raise ValueError(
-        f"{argname} must be finite and >= {bound}, got {argname}={concrete}. Fix: {fix}")
 
 
 def _compute_dtype(*arrays: jax.Array) -> jnp.dtype:
@@ -65,8 +44,10 @@ def _safe_norm(x: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.maximum(squared, jnp.finfo(x.dtype).tiny))
 
 
+@checks.renamed_arguments(key="content_key")
 def cosine_similarity(
-    memory: jax.typing.ArrayLike, key: jax.typing.ArrayLike, *, eps: float = COSINE_EPS
+    memory: jax.typing.ArrayLike, content_key: jax.typing.ArrayLike, *,
+    eps: float = COSINE_EPS
 ) -> jax.Array:
   r"""Cosine similarity of a key with every memory location.
 
@@ -77,8 +58,8 @@ def cosine_similarity(
 
   Args:
     memory: memory matrix :math:`\mathbf{M}_t` of shape ``(..., N, M)``.
-    key: key vectors :math:`\mathbf{k}_t`, one per head, of shape ``(..., H, M)``;
-      leading axes broadcast against ``memory``'s.
+    content_key: key vectors :math:`\mathbf{k}_t`, one per head, of shape
+      ``(..., H, M)``; leading axes broadcast against ``memory``'s.
     eps: the :math:`\epsilon` that keeps a zero key or location finite.
 
   Returns:
@@ -100,24 +81,22 @@ def cosine_similarity(
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  memory = _check_memory(memory)
-  key = activations._check_float_input(key, "key")
-  _check_last_axis(key, "key", memory.shape[-1], "the memory width M")
-  if key.ndim < 2:
-    raise ValueError(
-        f"key must have shape (..., H, M) with a heads axis H, got shape {key.shape}. "
-        "Fix: pass key[None] for a single head."
-    )
-  dtype = _compute_dtype(memory, key)
-  m, k = memory.astype(dtype), key.astype(dtype)
+  memory = checks.memory(memory)
+  content_key = checks.float_array(content_key, "content_key")
+  checks.last_axis(content_key, "content_key", memory.shape[-1], "the memory width M")
+  checks.heads_axis(content_key, "content_key", "(..., H, M)",
+                    "pass content_key[None] for a single head.")
+  dtype = _compute_dtype(memory, content_key)
+  m, k = memory.astype(dtype), content_key.astype(dtype)
   dots = jnp.einsum("...hm,...nm->...hn", k, m)
   norms = _safe_norm(k)[..., :, None] * _safe_norm(m)[..., None, :]
   return (dots / (norms + eps)).astype(memory.dtype)
 
 
+@checks.renamed_arguments(key="content_key")
 def content_weighting(
     memory: jax.typing.ArrayLike,
-    key: jax.typing.ArrayLike,
+    content_key: jax.typing.ArrayLike,
     beta: jax.typing.ArrayLike,
     *,
     eps: float = COSINE_EPS,
@@ -133,7 +112,7 @@ def content_weighting(
 
   Args:
     memory: memory matrix of shape ``(..., N, M)``.
-    key: key vectors :math:`\mathbf{k}_t` of shape ``(..., H, M)``.
+    content_key: key vectors :math:`\mathbf{k}_t` of shape ``(..., H, M)``.
     beta: key strengths :math:`\beta_t \ge 0` of shape ``(..., H)`` (or a scalar);
       in the NTM, a softplus of the controller's output.
     eps: the cosine similarity's :math:`\epsilon`.
@@ -155,17 +134,19 @@ def content_weighting(
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  similarity = cosine_similarity(memory, key, eps=eps)
-  beta = activations._check_float_input(beta, "beta")
-  _check_at_least(beta, "beta", 0.0, "map the controller's output through softplus.")
+  similarity = cosine_similarity(memory, content_key, eps=eps)
+  beta = checks.float_array(beta, "beta")
+  checks.at_least(beta, "beta", 0.0, "map the controller's output through softplus.")
   dtype = _compute_dtype(similarity, beta)
   logits = beta.astype(dtype)[..., None] * similarity.astype(dtype)
   return jax.nn.softmax(logits, axis=-1).astype(similarity.dtype)
 
 
+@checks.renamed_arguments(content_weights="content_weighting",
+                          prev_weights="prev_weighting")
 def interpolate(
-    content_weights: jax.typing.ArrayLike,
-    prev_weights: jax.typing.ArrayLike,
+    content_weighting: jax.typing.ArrayLike,  # pylint: disable=redefined-outer-name
+    prev_weighting: jax.typing.ArrayLike,
     gate: jax.typing.ArrayLike,
 ) -> jax.Array:
   r"""Interpolation gate: blends the content weighting with the previous weighting.
@@ -175,14 +156,14 @@ def interpolate(
     \quad \text{(Graves et al., 2014, Eq. 7)}
 
   Args:
-    content_weights: :math:`\mathbf{w}^c_t` of shape ``(..., N)``.
-    prev_weights: the head's previous weighting :math:`\mathbf{w}_{t-1}`,
-      broadcasting to ``content_weights``.
+    content_weighting: :math:`\mathbf{w}^c_t` of shape ``(..., N)``.
+    prev_weighting: the head's previous weighting :math:`\mathbf{w}_{t-1}`,
+      broadcasting to ``content_weighting``.
     gate: the interpolation gate :math:`g_t \in [0, 1]` of shape ``(...)``
-      (one per weighting, broadcasting to ``content_weights.shape[:-1]``).
+      (one per weighting, broadcasting to ``content_weighting.shape[:-1]``).
 
   Returns:
-    :math:`\mathbf{w}^g_t` of ``content_weights``' shape; normalised if both
+    :math:`\mathbf{w}^g_t` of ``content_weighting``'s shape; normalised if both
     inputs are and :math:`g_t \in [0, 1]`.
 
   Example:
@@ -194,38 +175,39 @@ def interpolate(
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  content_weights = activations._check_float_input(content_weights, "content_weights")
-  prev_weights = activations._check_float_input(prev_weights, "prev_weights")
-  gate = activations._check_float_input(gate, "gate")
-  dtype = _compute_dtype(content_weights, prev_weights, gate)
+  content_weighting = checks.float_array(content_weighting, "content_weighting")
+  prev_weighting = checks.float_array(prev_weighting, "prev_weighting")
+  gate = checks.float_array(gate, "gate")
+  dtype = _compute_dtype(content_weighting, prev_weighting, gate)
   g = gate.astype(dtype)[..., None]
-  blended = g * content_weights.astype(dtype) + (1.0 - g) * prev_weights.astype(dtype)
-  return blended.astype(content_weights.dtype)
+  blended = g * content_weighting.astype(dtype) + (1.0 - g) * prev_weighting.astype(dtype)
+  return blended.astype(content_weighting.dtype)
 
 
-def shift(weights: jax.typing.ArrayLike, shift_weights: jax.typing.ArrayLike) -> jax.Array:
+@checks.renamed_arguments(weights="weighting", shift_weights="shift_weighting")
+def shift(weighting: jax.typing.ArrayLike, shift_weighting: jax.typing.ArrayLike) -> jax.Array:
   r"""Rotates a weighting by a distribution over integer shifts (circular convolution).
 
   .. math::
     \tilde{w}_t(i) = \sum_{j=0}^{N-1} w^g_t(j)\, s_t(i - j)
     \quad \text{(Graves et al., 2014, Eq. 8)}
 
-  with indices taken modulo N. ``shift_weights`` holds :math:`s_t` on the allowed
+  with indices taken modulo N. ``shift_weighting`` holds :math:`s_t` on the allowed
   shifts :math:`-S, \dots, S` (0 elsewhere), so a mass of 1 on shift +1 moves all
   focus one location up: :math:`\tilde{w}_t(i) = w^g_t(i - 1)`.
 
   Args:
-    weights: :math:`\mathbf{w}^g_t` of shape ``(..., N)``.
-    shift_weights: :math:`\mathbf{s}_t` of shape ``(..., 2S + 1)``, the
+    weighting: :math:`\mathbf{w}^g_t` of shape ``(..., N)``.
+    shift_weighting: :math:`\mathbf{s}_t` of shape ``(..., 2S + 1)``, the
       probabilities of shifts :math:`-S, \dots, S` in that order (a softmax of
-      the controller's output); leading axes broadcast against ``weights``'.
+      the controller's output); leading axes broadcast against ``weighting``'s.
 
   Returns:
-    :math:`\tilde{\mathbf{w}}_t` of ``weights``' shape; sums to what ``weights``
-    sums to when ``shift_weights`` is normalised.
+    :math:`\tilde{\mathbf{w}}_t` of ``weighting``'s shape; sums to what
+    ``weighting`` sums to when ``shift_weighting`` is normalised.
 
   Raises:
-    ValueError: ``shift_weights`` with an even last axis.
+    ValueError: ``shift_weighting`` with an even last axis.
 
   Example:
     >>> import jax.numpy as jnp
@@ -240,25 +222,22 @@ def shift(weights: jax.typing.ArrayLike, shift_weights: jax.typing.ArrayLike) ->
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  weights = activations._check_float_input(weights, "weights")
-  shift_weights = activations._check_float_input(shift_weights, "shift_weights")
-  num_shifts = shift_weights.shape[-1] if shift_weights.ndim else 0
-  if num_shifts % 2 != 1:
-    raise ValueError(
-        f"shift_weights must have an odd last axis 2S + 1 (shifts -S..S), got shape "
-        f"{shift_weights.shape}. Fix: e.g. 3 entries for the paper's shifts -1, 0, +1."
-    )
-  dtype = _compute_dtype(weights, shift_weights)
-  w, s = weights.astype(dtype), shift_weights.astype(dtype)
-  max_shift = num_shifts // 2
+  weighting = checks.float_array(weighting, "weighting")
+  shift_weighting = checks.float_array(shift_weighting, "shift_weighting")
+  checks.odd_last_axis(shift_weighting, "shift_weighting", "2S + 1, the shifts -S..S",
+                       "e.g. 3 entries for the paper's shifts -1, 0, +1.")
+  dtype = _compute_dtype(weighting, shift_weighting)
+  w, s = weighting.astype(dtype), shift_weighting.astype(dtype)
+  max_shift = shift_weighting.shape[-1] // 2
   shifted = sum(
       s[..., offset + max_shift, None] * jnp.roll(w, offset, axis=-1)
       for offset in range(-max_shift, max_shift + 1)
   )
-  return shifted.astype(weights.dtype)
+  return shifted.astype(weighting.dtype)
 
 
-def sharpen(weights: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike) -> jax.Array:
+@checks.renamed_arguments(weights="weighting")
+def sharpen(weighting: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike) -> jax.Array:
   r"""Sharpens a weighting by raising it to the power :math:`\gamma_t \ge 1`.
 
   .. math::
@@ -266,12 +245,12 @@ def sharpen(weights: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike) -> jax.A
     \quad \text{(Graves et al., 2014, Eq. 9)}
 
   Args:
-    weights: :math:`\tilde{\mathbf{w}}_t` of shape ``(..., N)``, non-negative.
+    weighting: :math:`\tilde{\mathbf{w}}_t` of shape ``(..., N)``, non-negative.
     gamma: :math:`\gamma_t \ge 1` of shape ``(...)`` (one per weighting); in the
       NTM, one plus a softplus of the controller's output.
 
   Returns:
-    :math:`\mathbf{w}_t` of ``weights``' shape, summing to 1 over N.
+    :math:`\mathbf{w}_t` of ``weighting``'s shape, summing to 1 over N.
 
   Raises:
     ValueError: a concrete ``gamma`` below 1.
@@ -284,29 +263,32 @@ def sharpen(weights: jax.typing.ArrayLike, gamma: jax.typing.ArrayLike) -> jax.A
 
   Note:
     Computed as :math:`\mathrm{softmax}(\gamma_t \log \max(\tilde{w}_t, \text{tiny}))`,
-    equal to Eq. 9 for positive weights. It never divides by zero: a weighting
+    equal to Eq. 9 for a positive weighting. It never divides by zero: a weighting
     that is zero everywhere becomes uniform, and the gradient with respect to
     :math:`\gamma_t` stays finite where :math:`\tilde{w}_t(i) = 0`.
 
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  weights = activations._check_float_input(weights, "weights")
-  gamma = activations._check_float_input(gamma, "gamma")
-  _check_at_least(gamma, "gamma", 1.0, "map the controller's output through 1 + softplus.")
-  dtype = _compute_dtype(weights, gamma)
-  w = weights.astype(dtype)
+  weighting = checks.float_array(weighting, "weighting")
+  gamma = checks.float_array(gamma, "gamma")
+  checks.at_least(gamma, "gamma", 1.0, "map the controller's output through 1 + softplus.")
+  dtype = _compute_dtype(weighting, gamma)
+  w = weighting.astype(dtype)
   log_w = jnp.log(jnp.maximum(w, jnp.finfo(dtype).tiny))
-  return jax.nn.softmax(gamma.astype(dtype)[..., None] * log_w, axis=-1).astype(weights.dtype)
+  return jax.nn.softmax(gamma.astype(dtype)[..., None] * log_w,
+                        axis=-1).astype(weighting.dtype)
 
 
+@checks.renamed_arguments(prev_weights="prev_weighting", key="content_key",
+                          shift_weights="shift_weighting")
 def address(
     memory: jax.typing.ArrayLike,
-    prev_weights: jax.typing.ArrayLike,
-    key: jax.typing.ArrayLike,
+    prev_weighting: jax.typing.ArrayLike,
+    content_key: jax.typing.ArrayLike,
     beta: jax.typing.ArrayLike,
     gate: jax.typing.ArrayLike,
-    shift_weights: jax.typing.ArrayLike,
+    shift_weighting: jax.typing.ArrayLike,
     gamma: jax.typing.ArrayLike,
     *,
     eps: float = COSINE_EPS,
@@ -321,11 +303,11 @@ def address(
 
   Args:
     memory: :math:`\mathbf{M}_t` of shape ``(..., N, M)``.
-    prev_weights: :math:`\mathbf{w}_{t-1}` of shape ``(..., H, N)``.
-    key: :math:`\mathbf{k}_t` of shape ``(..., H, M)``.
+    prev_weighting: :math:`\mathbf{w}_{t-1}` of shape ``(..., H, N)``.
+    content_key: :math:`\mathbf{k}_t` of shape ``(..., H, M)``.
     beta: :math:`\beta_t \ge 0` of shape ``(..., H)``.
     gate: :math:`g_t \in [0, 1]` of shape ``(..., H)``.
-    shift_weights: :math:`\mathbf{s}_t` of shape ``(..., H, 2S + 1)``.
+    shift_weighting: :math:`\mathbf{s}_t` of shape ``(..., H, 2S + 1)``.
     gamma: :math:`\gamma_t \ge 1` of shape ``(..., H)``.
     eps: the cosine similarity's :math:`\epsilon`.
 
@@ -345,11 +327,12 @@ def address(
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  content = content_weighting(memory, key, beta, eps=eps)
-  return sharpen(shift(interpolate(content, prev_weights, gate), shift_weights), gamma)
+  content = content_weighting(memory, content_key, beta, eps=eps)
+  return sharpen(shift(interpolate(content, prev_weighting, gate), shift_weighting), gamma)
 
 
-def read(memory: jax.typing.ArrayLike, weights: jax.typing.ArrayLike) -> jax.Array:
+@checks.renamed_arguments(weights="weighting")
+def read(memory: jax.typing.ArrayLike, weighting: jax.typing.ArrayLike) -> jax.Array:
   r"""Reads a convex combination of memory locations, one per read head.
 
   .. math::
@@ -358,7 +341,7 @@ def read(memory: jax.typing.ArrayLike, weights: jax.typing.ArrayLike) -> jax.Arr
 
   Args:
     memory: :math:`\mathbf{M}_t` of shape ``(..., N, M)``.
-    weights: read weightings of shape ``(..., R, N)`` (R heads).
+    weighting: read weightings :math:`\mathbf{w}_t` of shape ``(..., R, N)`` (R heads).
 
   Returns:
     Read vectors :math:`\mathbf{r}_t` of shape ``(..., R, M)``.
@@ -372,21 +355,19 @@ def read(memory: jax.typing.ArrayLike, weights: jax.typing.ArrayLike) -> jax.Arr
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  memory = _check_memory(memory)
-  weights = activations._check_float_input(weights, "weights")
-  _check_last_axis(weights, "weights", memory.shape[-2], "the N memory locations")
-  if weights.ndim < 2:
-    raise ValueError(
-        f"weights must have shape (..., R, N) with a heads axis R, got shape "
-        f"{weights.shape}. Fix: pass weights[None] for a single head."
-    )
-  dtype = _compute_dtype(memory, weights)
-  return (weights.astype(dtype) @ memory.astype(dtype)).astype(memory.dtype)
+  memory = checks.memory(memory)
+  weighting = checks.float_array(weighting, "weighting")
+  checks.last_axis(weighting, "weighting", memory.shape[-2], "the N memory locations")
+  checks.heads_axis(weighting, "weighting", "(..., R, N)",
+                    "pass weighting[None] for a single head.")
+  dtype = _compute_dtype(memory, weighting)
+  return (weighting.astype(dtype) @ memory.astype(dtype)).astype(memory.dtype)
 
 
+@checks.renamed_arguments(weights="weighting")
 def write(
     memory: jax.typing.ArrayLike,
-    weights: jax.typing.ArrayLike,
+    weighting: jax.typing.ArrayLike,
     erase: jax.typing.ArrayLike,
     add: jax.typing.ArrayLike,
 ) -> jax.Array:
@@ -402,7 +383,7 @@ def write(
 
   Args:
     memory: :math:`\mathbf{M}_{t-1}` of shape ``(..., N, M)``.
-    weights: write weightings :math:`\mathbf{w}^h_t` of shape ``(..., W, N)``
+    weighting: write weightings :math:`\mathbf{w}^h_t` of shape ``(..., W, N)``
       (W heads).
     erase: erase vectors :math:`\mathbf{e}^h_t \in [0, 1]^M` of shape ``(..., W, M)``.
     add: add vectors :math:`\mathbf{a}^h_t` of shape ``(..., W, M)``.
@@ -426,20 +407,17 @@ def write(
   References:
     Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  memory = _check_memory(memory)
-  weights = activations._check_float_input(weights, "weights")
-  erase = activations._check_float_input(erase, "erase")
-  add = activations._check_float_input(add, "add")
-  _check_last_axis(weights, "weights", memory.shape[-2], "the N memory locations")
-  _check_last_axis(erase, "erase", memory.shape[-1], "the memory width M")
-  _check_last_axis(add, "add", memory.shape[-1], "the memory width M")
-  if weights.ndim < 2:
-    raise ValueError(
-        f"weights must have shape (..., W, N) with a heads axis W, got shape "
-        f"{weights.shape}. Fix: pass weights[None] (and erase[None], add[None]) for one head."
-    )
-  dtype = _compute_dtype(memory, weights, erase, add)
-  m, w, e, a = (v.astype(dtype) for v in (memory, weights, erase, add))
+  memory = checks.memory(memory)
+  weighting = checks.float_array(weighting, "weighting")
+  erase = checks.float_array(erase, "erase")
+  add = checks.float_array(add, "add")
+  checks.last_axis(weighting, "weighting", memory.shape[-2], "the N memory locations")
+  checks.last_axis(erase, "erase", memory.shape[-1], "the memory width M")
+  checks.last_axis(add, "add", memory.shape[-1], "the memory width M")
+  checks.heads_axis(weighting, "weighting", "(..., W, N)",
+                    "pass weighting[None] (and erase[None], add[None]) for one head.")
+  dtype = _compute_dtype(memory, weighting, erase, add)
+  m, w, e, a = (v.astype(dtype) for v in (memory, weighting, erase, add))
   # A product over the (few) heads written out: jnp.prod's gradient costs far more.
   keep = functools.reduce(operator.mul, (
       1.0 - w[..., head, :, None] * e[..., head, None, :] for head in range(w.shape[-2])))

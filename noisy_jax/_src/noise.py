@@ -4,7 +4,7 @@ Every noisy unit draws its noise through :func:`standard_normal`, so the noise i
 pure function of the key and the element index: the backward pass can regenerate it
 instead of storing it.
 
-The default generator (``impl="hash"``) is counter-based and written in plain
+The default generator (``noise_impl="hash"``) is counter-based and written in plain
 ``jax.numpy``/``lax`` integer and float ops, so XLA fuses it with the activation
 into one elementwise kernel on every backend (CPU, GPU, TPU) and the noisy unit
 stays close to the cost of moving its data:
@@ -24,8 +24,8 @@ Step 1 sits behind ``lax.optimization_barrier`` so that XLA keeps it in its own 
 kernel instead of fusing (and repeating) it per element; steps 2-4 are jitted as one
 function, so an eager call runs the same fused code as a jitted caller.
 
-``impl="hash"`` is the default because it is the fast one and passes the same
-statistical tests (``tests/test_noise.py``); ``impl="jax"`` is
+``noise_impl="hash"`` is the default because it is the fast one and passes the same
+statistical tests (``tests/test_noise.py``); ``noise_impl="jax"`` is
 ``jax.random.normal`` (threefry by default), kept for comparison and for users who
 need the key's own PRNG implementation. Measurements: ``BENCHMARKS.md``.
 """
@@ -39,8 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-Impl = Literal["hash", "jax"]
-IMPLS = ("hash", "jax")
+from noisy_jax._src import checks
+
+NoiseImpl = Literal["hash", "jax"]
 
 # Flat indices are uint32; larger arrays index their elements with two words.
 _MAX_WORD = 2**32
@@ -69,20 +70,6 @@ _ERFINV_TAIL = (
 _ERFINV_SPLIT = 5.0
 _NORMAL_CENTRAL = tuple(np.float32(a * math.sqrt(2.0)) for a in _ERFINV_CENTRAL)
 _NORMAL_TAIL = tuple(np.float32(a * math.sqrt(2.0)) for a in _ERFINV_TAIL)
-
-
-def as_typed_key(key: jax.Array, argname: str = "key") -> jax.Array:
-  """Returns ``key`` as a typed PRNG key; raw ``uint32[2]`` keys are wrapped."""
-  key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-    return key
-  if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
-    return jax.random.wrap_key_data(key)
-  raise TypeError(
-      f"{argname} must be a PRNG key from jax.random.key(seed) (or a legacy "
-      f"jax.random.PRNGKey), got an array of dtype {key.dtype} and shape "
-      f"{key.shape}. Fix: pass {argname}=jax.random.key(0) or a key split from it."
-  )
 
 
 def _mix(h: jax.Array) -> jax.Array:
@@ -117,12 +104,12 @@ def _index_words(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array | None]:
   raise ValueError(
       f"shape={shape} has {math.prod(shape)} elements and cannot be split into "
       f"leading and trailing dimensions of at most 2**32 elements each. Fix: "
-      f"reshape to more dimensions, or pass impl='jax'."
+      f"reshape to more dimensions, or pass noise_impl='jax'."
   )
 
 
 def random_bits(key: jax.Array, shape: Sequence[int]) -> jax.Array:
-  """The counter-based ``uint32`` bits behind ``standard_normal(..., impl="hash")``.
+  """The counter-based ``uint32`` bits behind ``standard_normal(..., noise_impl="hash")``.
 
   ``bits[i] = M(M(i + s0) ^ s1)`` where ``i`` is the element's row-major flat index,
   ``(s0, s1) = jax.random.bits(key, (2,), uint32)`` and ``M`` is the lowbias32
@@ -148,7 +135,7 @@ def random_bits(key: jax.Array, shape: Sequence[int]) -> jax.Array:
   shape = tuple(shape)
   # The barrier keeps the key's O(1) hashing in its own tiny kernel: fused into the
   # elementwise consumer, XLA could recompute it once per element.
-  seed = lax.optimization_barrier(jax.random.bits(as_typed_key(key), (2,), jnp.uint32))
+  seed = lax.optimization_barrier(jax.random.bits(checks.typed_key(key), (2,), jnp.uint32))
   low, high = _index_words(shape)
   second = seed[1] if high is None else seed[1] + high * jnp.uint32(_GOLDEN)
   return _mix(_mix(low + seed[0]) ^ second)
@@ -183,22 +170,12 @@ def _hash_normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> ja
   return _normal_from_symmetric_uniform(_symmetric_uniform(bits)).astype(dtype)
 
 
-def _check_dtype(dtype) -> jnp.dtype:
-  dtype = jnp.dtype(dtype)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise TypeError(
-        f"dtype must be a floating-point dtype, got dtype={dtype}. Fix: pass e.g. "
-        f"dtype=jnp.float32."
-    )
-  return dtype
-
-
 def standard_normal(
     key: jax.Array,
     shape: Sequence[int],
     dtype=jnp.float32,
     *,
-    impl: Impl = "hash",
+    noise_impl: NoiseImpl = "hash",
 ) -> jax.Array:
   r"""Draws iid :math:`\mathcal{N}(0, 1)` noise, a pure function of ``key`` and index.
 
@@ -219,7 +196,7 @@ def standard_normal(
     shape: shape of the result.
     dtype: floating dtype of the result. The noise is computed in float32 and
       cast: bfloat16/float16 round it, float64 gets float32-precision noise.
-    impl: ``"hash"`` (default): the fused counter-based generator above.
+    noise_impl: ``"hash"`` (default): the fused counter-based generator above.
       ``"jax"``: ``jax.random.normal(key, shape, dtype)``, with the key's own PRNG
       implementation; XLA does not fuse it as cheaply (see ``BENCHMARKS.md``).
 
@@ -227,7 +204,7 @@ def standard_normal(
     An array of ``shape`` and ``dtype``.
 
   Raises:
-    ValueError: unknown ``impl``.
+    ValueError: unknown ``noise_impl``.
     TypeError: non-floating ``dtype``; ``key`` not a PRNG key.
 
   Example:
@@ -241,7 +218,7 @@ def standard_normal(
     True
 
   Note:
-    With ``impl="hash"`` the uniform has 23 bits, as the one behind
+    With ``noise_impl="hash"`` the uniform has 23 bits, as the one behind
     ``jax.random.normal`` in float32, so :math:`|\xi| \le \Phi^{-1}(1 - 2^{-24})
     \approx 5.3`: the tail beyond has probability :math:`1.2 \times 10^{-7}`.
     Two keys' streams are independent as far as the statistical tests in
@@ -257,11 +234,10 @@ def standard_normal(
     C. Wellons, `Prospecting for hash functions
     <https://nullprogram.com/blog/2018/07/31/>`_, 2018.
   """
-  if impl not in IMPLS:
-    raise ValueError(f"Unknown impl={impl!r}. Valid values: {', '.join(map(repr, IMPLS))}.")
-  dtype = _check_dtype(dtype)
-  key = as_typed_key(key)
+  checks.choice(noise_impl, "noise_impl", checks.NOISE_IMPLS)
+  dtype = checks.float_dtype(dtype)
+  key = checks.typed_key(key)
   shape = tuple(shape)
-  if impl == "jax":
+  if noise_impl == "jax":
     return jax.random.normal(key, shape, dtype)
   return _hash_normal(key, shape, dtype)

@@ -15,10 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from noisy_jax._src import checks
 from noisy_jax._src import noise
 from noisy_jax._src import schedules
-from noisy_jax._src.activations import _check_choice
-from noisy_jax._src.activations import _concrete
 
 
 class GradientNoiseState(NamedTuple):
@@ -29,47 +28,6 @@ class GradientNoiseState(NamedTuple):
   # because optax.MultiSteps passes its inner state through jnp.where, whose
   # output jax_debug_key_reuse would mark as a consumed key.
   key_data: jax.Array
-
-
-def _check_key(key: Any) -> jax.Array:
-  """Returns ``key`` as one typed PRNG key; an int (or int array) is a seed."""
-  if key is None:
-    raise ValueError(
-        "key is required: add_gradient_noise has no default seed, so two optimizers "
-        "never share their noise by accident. Fix: pass key=jax.random.key(seed) "
-        "or an int seed, e.g. key=0."
-    )
-  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-    return jax.random.key(key)
-  if not isinstance(key, (jax.Array, np.ndarray)):
-    raise TypeError(
-        f"key must be a PRNG key or an int seed, got key={key!r}. Fix: pass "
-        "key=jax.random.key(seed) or an int seed."
-    )
-  if (hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jnp.integer)
-      and not jnp.shape(key)):
-    # optax.inject_hyperparams turns an int seed into an int32 scalar array.
-    return jax.random.key(key)
-  key = noise.as_typed_key(key, "key")
-  if key.shape:
-    raise ValueError(
-        f"key must be a single PRNG key, got a batch of shape {key.shape}. Fix: "
-        "pass one key, e.g. jax.random.split(key)[0]."
-    )
-  return key
-
-
-def _check_hyperparameter(value: Any, argname: str) -> None:
-  """Checks a scalar ``eta``/``gamma``: finite and >= 0 wherever it is concrete."""
-  if callable(value) or isinstance(value, (str, bool)) or jnp.ndim(value) != 0:
-    raise TypeError(
-        f"{argname} must be a non-negative scalar, got {argname}={value!r}. Fix: "
-        f"pass a float such as the paper's {argname}="
-        f"{'0.01' if argname == 'eta' else '0.55'}."
-    )
-  concrete = _concrete(value)  # None while traced (inside inject_hyperparams + jit)
-  if concrete is not None:
-    schedules._check_positive(concrete, argname, allow_zero=True)
 
 
 def _variance_schedule(eta: Any, gamma: Any) -> optax.Schedule:
@@ -89,7 +47,8 @@ def _path_words(path) -> tuple[int, int]:
   return int.from_bytes(digest[:4], "little"), int.from_bytes(digest[4:], "little")
 
 
-def _perturb(updates: Any, key: jax.Array, std: jax.Array, impl: noise.Impl) -> Any:
+def _perturb(updates: Any, key: jax.Array, std: jax.Array,
+             noise_impl: noise.NoiseImpl) -> Any:
   """Adds ``std`` times iid N(0, 1) noise to every leaf; the noise is keyed by the leaf's path."""
   paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
   if not paths_and_leaves:
@@ -110,18 +69,19 @@ def _perturb(updates: Any, key: jax.Array, std: jax.Array, impl: noise.Impl) -> 
   for (_, update), leaf_key in zip(paths_and_leaves, leaf_keys):
     # Low-precision gradients get noise drawn and added in float32, rounded once.
     compute_dtype = jnp.promote_types(update.dtype, jnp.float32)
-    xi = noise.standard_normal(leaf_key, update.shape, compute_dtype, impl=impl)
+    xi = noise.standard_normal(leaf_key, update.shape, compute_dtype, noise_impl=noise_impl)
     noisy_update = update.astype(compute_dtype) + std.astype(compute_dtype) * xi
     noisy.append(noisy_update.astype(update.dtype))
   return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
+@checks.renamed_arguments(impl="noise_impl")
 def add_gradient_noise(
     eta: float | jax.typing.ArrayLike | optax.Schedule,
     gamma: float | jax.typing.ArrayLike = 0.55,
     key: jax.Array | int | None = None,
     *,
-    impl: noise.Impl = "hash",
+    noise_impl: noise.NoiseImpl = "hash",
 ) -> optax.GradientTransformation:
   r"""Adds annealed Gaussian noise to the gradients (Neelakantan et al., 2015).
 
@@ -175,10 +135,12 @@ def add_gradient_noise(
       paper); unused when ``eta`` is a schedule.
     key: required PRNG key (``jax.random.key(seed)``) or int seed; there is no
       default seed.
-    impl: the normal generator, as in ``noisy_jax``'s noisy units: ``"hash"``
-      (default), the counter-based generator that XLA fuses with the addition
-      into one pass over the gradient; ``"jax"``, ``jax.random.normal`` with the
-      key's own PRNG implementation (as ``optax.add_noise``).
+    noise_impl: the normal generator, as the ``noise_impl`` of the noisy units:
+      ``"hash"`` (default), the counter-based generator that XLA fuses with the
+      addition into one pass over the gradient; ``"jax"``, ``jax.random.normal``
+      with the key's own PRNG implementation (as ``optax.add_noise``). The old
+      name ``impl=`` still works, with a ``DeprecationWarning``, until the next
+      release.
 
   Returns:
     An ``optax.GradientTransformation`` whose state is a
@@ -187,7 +149,7 @@ def add_gradient_noise(
 
   Raises:
     ValueError: missing ``key``; negative or non-finite ``eta`` or ``gamma``;
-      unknown ``impl``; (at update, outside ``jit``) a scheduled variance that
+      unknown ``noise_impl``; (at update, outside ``jit``) a scheduled variance that
       is negative or non-finite.
     TypeError: non-scalar ``eta``/``gamma``, callable ``gamma``, a ``key`` that
       is not a PRNG key or int, or (at update) a non-floating leaf.
@@ -219,7 +181,7 @@ def add_gradient_noise(
     sharding and each device generates only its own shard of the noise, with the
     same values as unsharded: each element's noise is a function of the step
     key, the leaf's path and the element's index, so XLA partitions its
-    generation like any elementwise op. With ``impl="jax"`` this relies on
+    generation like any elementwise op. With ``noise_impl="jax"`` this relies on
     ``jax_threefry_partitionable`` (the default since jax 0.5). Call ``update``
     inside ``jax.jit``.
 
@@ -232,10 +194,10 @@ def add_gradient_noise(
     Networks <https://arxiv.org/abs/1511.06807>`_, 2015.
   """
   if not callable(eta):
-    _check_hyperparameter(eta, "eta")
-  _check_hyperparameter(gamma, "gamma")
-  _check_choice(impl, "impl", noise.IMPLS)
-  typed_key = _check_key(key)
+    checks.scalar_hyperparameter(eta, "eta", "0.01")
+  checks.scalar_hyperparameter(gamma, "gamma", "0.55")
+  checks.choice(noise_impl, "noise_impl", checks.NOISE_IMPLS)
+  typed_key = checks.seed_or_key(key, "add_gradient_noise")
   key_impl = jax.random.key_impl(typed_key)
   variance_fn = _variance_schedule(eta, gamma)
 
@@ -247,16 +209,16 @@ def add_gradient_noise(
   def update_fn(updates, state, params=None):
     del params
     variance = jnp.asarray(variance_fn(state.count), jnp.float32)
-    concrete = _concrete(variance)
-    if concrete is not None and not (np.isfinite(concrete) and concrete >= 0):
+    known = checks.concrete(variance)
+    if known is not None and not (np.isfinite(known) and known >= 0):
       raise ValueError(
-          f"eta gave the noise variance {concrete} at count={int(state.count)}; it "
+          f"eta gave the noise variance {known} at count={int(state.count)}; it "
           "must be finite and >= 0. Fix: pass a schedule of the variance that stays "
           "non-negative."
       )
     key = jax.random.wrap_key_data(state.key_data, impl=key_impl)
     next_key, step_key = jax.random.split(key)
-    updates = _perturb(updates, step_key, jnp.sqrt(variance), impl)
+    updates = _perturb(updates, step_key, jnp.sqrt(variance), noise_impl)
     return updates, GradientNoiseState(
         count=optax.safe_increment(state.count), key_data=jax.random.key_data(next_key))
 

@@ -4,21 +4,11 @@ Both are optax schedules: callables ``count -> scalar`` that are jit-safe with a
 traced ``count`` and compose with ``optax.join_schedules``.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import optax
 
-from noisy_jax._src.activations import _concrete
-
-
-def _check_positive(value, argname: str, allow_zero: bool = False) -> float:
-  value = float(value)
-  if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-    bound = ">= 0" if allow_zero else "> 0"
-    raise ValueError(f"{argname} must be finite and {bound}, got {argname}={value}.")
-  return value
+from noisy_jax._src import checks
 
 
 def noise_annealing(
@@ -43,6 +33,10 @@ def noise_annealing(
   Returns:
     An ``optax.Schedule`` mapping the update count to :math:`c_t` (float32).
 
+  Raises:
+    ValueError: negative or non-finite ``c0``/``c_final``; ``c_final > c0``;
+      ``every`` not an int ``>= 1``.
+
   Example:
     >>> import noisy_jax
     >>> schedule = noisy_jax.schedules.noise_annealing()
@@ -56,15 +50,10 @@ def noise_annealing(
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, ICML 2016.
   """
-  c0 = _check_positive(c0, "c0", allow_zero=True)
-  c_final = _check_positive(c_final, "c_final", allow_zero=True)
-  if c_final > c0:
-    raise ValueError(
-        f"c_final={c_final} is larger than c0={c0}; the schedule anneals c down. "
-        "Fix: pass c_final <= c0."
-    )
-  if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-    raise ValueError(f"every must be a positive int (updates per t), got every={every!r}.")
+  c0 = checks.positive(c0, "c0", allow_zero=True)
+  c_final = checks.positive(c_final, "c_final", allow_zero=True)
+  checks.ordered("c_final", c_final, "c0", c0)  # the schedule anneals c down
+  checks.sizes(every=every)  # updates per increment of t
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     t = (jnp.asarray(count) // every).astype(jnp.float32)
@@ -87,6 +76,10 @@ def gradient_noise_variance(eta: float = 0.01, gamma: float = 0.55) -> optax.Sch
   Returns:
     An ``optax.Schedule`` mapping the update count to :math:`\sigma_t^2` (float32).
 
+  Raises:
+    ValueError: a concrete negative or non-finite ``eta``/``gamma``.
+    TypeError: a non-scalar, string, bool or callable ``eta``/``gamma``.
+
   Example:
     >>> import noisy_jax
     >>> schedule = noisy_jax.schedules.gradient_noise_variance(eta=1.0)
@@ -99,9 +92,8 @@ def gradient_noise_variance(eta: float = 0.01, gamma: float = 0.55) -> optax.Sch
   """
   # eta and gamma may be traced (optax.inject_hyperparams inside jit): checked
   # wherever they are concrete.
-  for value, argname in ((eta, "eta"), (gamma, "gamma")):
-    if _concrete(value) is not None:
-      _check_positive(value, argname, allow_zero=True)
+  checks.scalar_hyperparameter(eta, "eta", "0.01")
+  checks.scalar_hyperparameter(gamma, "gamma", "0.55")
 
   def schedule(count: jax.typing.ArrayLike) -> jax.Array:
     t = jnp.asarray(count).astype(jnp.float32)

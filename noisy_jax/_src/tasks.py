@@ -29,53 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from noisy_jax._src import activations
-from noisy_jax._src import noise
+from noisy_jax._src import checks
 
 # Folded into the evaluation seed so that an evaluation set never coincides with a
 # training batch drawn from jax.random.key(seed) itself.
 _EVAL_STREAM = 0x45564C  # "EVL"
-
-
-def _check_int(value, argname: str, low: int, high: int | None = None) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{argname} must be a Python int, got {argname}={value!r}.")
-  value = int(value)
-  if value < low or (high is not None and value > high):
-    bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-    raise ValueError(f"{argname} must be {bound}, got {argname}={value}.")
-  return value
-
-
-def _check_int_range(low, high, what: str, minimum: int) -> tuple[int, int]:
-  """Checks ``min_<what>`` and ``max_<what>``: ints ``>= minimum``, low <= high."""
-  low_name, high_name = f"min_{what}", f"max_{what}"
-  low = _check_int(low, low_name, minimum)
-  high = _check_int(high, high_name, minimum)
-  _check_range(low_name, low, high_name, high)
-  return low, high
-
-
-def _check_range(low_name: str, low: int, high_name: str, high: int) -> None:
-  if low > high:
-    raise ValueError(
-        f"{low_name}={low} is larger than {high_name}={high}. Fix: pass "
-        f"{low_name} <= {high_name}."
-    )
-
-
-def _bound(value, default: int, argname: str, low: int, high: int) -> jax.Array:
-  """An upper bound that may be traced (curricula); concrete values are checked."""
-  if value is None:
-    return jnp.asarray(default, jnp.int32)
-  concrete = activations._concrete(value)  # pylint: disable=protected-access
-  if concrete is not None:
-    if concrete.shape or not (low <= int(concrete) <= high):
-      raise ValueError(
-          f"{argname} must be a scalar in [{low}, {high}], got {argname}={value!r}. "
-          f"Fix: keep it between the minimum and the static maximum of the task."
-      )
-  return jnp.clip(jnp.asarray(value, jnp.int32), low, high)
 
 
 def _random_words(key: jax.Array, *shapes: tuple[int, ...]) -> list[jax.Array]:
@@ -115,7 +73,7 @@ def linear_curriculum(
 
   Paper A (Sec. 6.6) trains "starting with short sequences first and gradually
   increase the length of the training sequences" without giving a schedule; this
-  is the simplest one. Pass its value as ``max_length`` / ``items_high`` of a
+  is the simplest one. Pass its value as ``length_high`` / ``items_high`` of a
   generator: it may be traced, so a jitted train step computes it from its step.
 
   Args:
@@ -133,13 +91,14 @@ def linear_curriculum(
     ...  for t in (0, 50, 100, 1000)]
     [5, 15, 26, 26]
   """
-  start = _check_int(start, "start", 0)
-  final = _check_int(final, "final", 0)
-  ramp_steps = _check_int(ramp_steps, "ramp_steps", 1)
+  start = checks.python_int(start, "start", 0)
+  final = checks.python_int(final, "final", 0)
+  ramp_steps = checks.python_int(ramp_steps, "ramp_steps", 1)
   fraction = jnp.minimum(jnp.asarray(step, jnp.float32) / ramp_steps, 1.0)
   return (start + jnp.floor((final - start) * fraction)).astype(jnp.int32)
 
 
+@checks.renamed_arguments(max_length="length_high")
 def unique_integers(
     key: jax.Array,
     batch_size: int,
@@ -147,7 +106,7 @@ def unique_integers(
     length: int = 26,
     num_values: int = 11,
     min_length: int | None = None,
-    max_length: jax.typing.ArrayLike | None = None,
+    length_high: jax.typing.ArrayLike | None = None,
 ) -> dict[str, jax.Array]:
   r"""Unique-integer counting (Paper A, Sec. 6.6, Table 5): how many distinct values?
 
@@ -161,17 +120,24 @@ def unique_integers(
   posed as classification with ``targets = count - 1`` (:math:`V` =
   ``num_values`` classes). Sequences are padded to ``length``; ``mask`` marks the
   first :math:`n` steps. Without a curriculum every sequence has :math:`n` =
-  ``length``; with ``max_length`` given, :math:`n` is uniform on
-  ``[min_length, max_length]`` per sequence.
+  ``length``; with ``length_high`` given, :math:`n` is uniform on
+  ``[min_length, length_high]`` per sequence.
+
+  As in the other generators, ``min_length`` is static and ``length_high`` is the
+  (possibly traced) bound of this batch; ``length`` is the static maximum.
 
   Args:
     key: PRNG key.
     batch_size: number of sequences :math:`B`.
-    length: static padded length :math:`T` (the paper's 26).
+    length: static padded length :math:`T`, the longest possible sequence (the
+      paper's 26).
     num_values: number of symbols :math:`V` (11: the values 0..10).
-    min_length: shortest sequence under a curriculum (default ``max_length``).
-    max_length: longest sequence of this batch, ``<= length``; may be traced
-      (e.g. :func:`linear_curriculum` of the step). Default ``length``.
+    min_length: shortest sequence under a curriculum (default ``length_high``).
+    length_high: longest sequence of this batch, in ``[1, length]``; may be
+      traced (e.g. :func:`linear_curriculum` of the step). Default ``length``.
+      Until the next release it may still be passed as ``max_length=``, with a
+      ``DeprecationWarning`` (``max_length`` is the static maximum everywhere
+      else).
 
   Returns:
     A dict with ``inputs`` (int32 ``[B, T]``, 0 at padded steps), ``mask`` (bool
@@ -200,18 +166,18 @@ def unique_integers(
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, ICML 2016.
   """
-  key = noise.as_typed_key(key)
-  batch_size = _check_int(batch_size, "batch_size", 1)
-  length = _check_int(length, "length", 1)
-  num_values = _check_int(num_values, "num_values", 1)
-  high = _bound(max_length, length, "max_length", 1, length)
+  key = checks.typed_key(key)
+  batch_size = checks.python_int(batch_size, "batch_size", 1)
+  length = checks.python_int(length, "length", 1)
+  num_values = checks.python_int(num_values, "num_values", 1)
+  high = checks.traced_bound(length_high, length, "length_high", 1, length)
   if min_length is None:
     low = high
   else:
-    low = _check_int(min_length, "min_length", 1, length)
-    concrete_high = None if max_length is None else activations._concrete(max_length)  # pylint: disable=protected-access
-    if concrete_high is not None:
-      _check_range("min_length", low, "max_length", int(concrete_high))
+    low = checks.python_int(min_length, "min_length", 1, length)
+    known_high = None if length_high is None else checks.concrete(length_high)
+    if known_high is not None:
+      checks.ordered("min_length", low, "length_high", int(known_high))
   return _unique_integers(key, low, high, batch_size, length, num_values)
 
 
@@ -292,12 +258,12 @@ def associative_recall(
   References:
     Graves, Wayne and Danihelka, `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  key = noise.as_typed_key(key)
-  batch_size = _check_int(batch_size, "batch_size", 1)
-  min_items, max_items = _check_int_range(min_items, max_items, "items", 2)
-  item_len = _check_int(item_len, "item_len", 1)
-  bits = _check_int(bits, "bits", 1)
-  high = _bound(items_high, max_items, "items_high", min_items, max_items)
+  key = checks.typed_key(key)
+  batch_size = checks.python_int(batch_size, "batch_size", 1)
+  min_items, max_items = checks.int_range("min_items", min_items, "max_items", max_items, 2)
+  item_len = checks.python_int(item_len, "item_len", 1)
+  bits = checks.python_int(bits, "bits", 1)
+  high = checks.traced_bound(items_high, max_items, "items_high", min_items, max_items)
   return _associative_recall(key, high, batch_size, min_items, max_items, item_len, bits)
 
 
@@ -366,7 +332,8 @@ def copy(
     min_length: shortest sequence :math:`n`.
     max_length: static longest sequence (sets :math:`T`; Graves et al.: 20).
     bits: bits per vector (Graves et al.: 8).
-    length_high: longest sequence of this batch; may be traced (a curriculum).
+    length_high: longest sequence of this batch, in ``[min_length, max_length]``;
+      may be traced (a curriculum). Default ``max_length``.
 
   Returns:
     A dict with ``inputs`` (float32 ``[B, T, bits + 1]``), ``targets`` (float32
@@ -383,11 +350,12 @@ def copy(
   References:
     Graves, Wayne and Danihelka, `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  key = noise.as_typed_key(key)
-  batch_size = _check_int(batch_size, "batch_size", 1)
-  min_length, max_length = _check_int_range(min_length, max_length, "length", 1)
-  bits = _check_int(bits, "bits", 1)
-  high = _bound(length_high, max_length, "length_high", min_length, max_length)
+  key = checks.typed_key(key)
+  batch_size = checks.python_int(batch_size, "batch_size", 1)
+  min_length, max_length = checks.int_range(
+      "min_length", min_length, "max_length", max_length, 1)
+  bits = checks.python_int(bits, "bits", 1)
+  high = checks.traced_bound(length_high, max_length, "length_high", min_length, max_length)
   return _copy(key, high, batch_size, min_length, max_length, bits)
 
 
@@ -441,9 +409,9 @@ def repeat_copy(
     key: PRNG key.
     batch_size: number of episodes :math:`B`.
     min_length: shortest sequence :math:`n`.
-    max_length: longest sequence (Graves et al.: 10).
+    max_length: static longest sequence (sets :math:`T`; Graves et al.: 10).
     min_repeats: fewest repeats :math:`r`.
-    max_repeats: most repeats (Graves et al.: 10).
+    max_repeats: static most repeats (sets :math:`T`; Graves et al.: 10).
     bits: bits per vector (Graves et al.: 8).
 
   Returns:
@@ -461,11 +429,13 @@ def repeat_copy(
   References:
     Graves, Wayne and Danihelka, `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
   """
-  key = noise.as_typed_key(key)
-  batch_size = _check_int(batch_size, "batch_size", 1)
-  min_length, max_length = _check_int_range(min_length, max_length, "length", 1)
-  min_repeats, max_repeats = _check_int_range(min_repeats, max_repeats, "repeats", 1)
-  bits = _check_int(bits, "bits", 1)
+  key = checks.typed_key(key)
+  batch_size = checks.python_int(batch_size, "batch_size", 1)
+  min_length, max_length = checks.int_range(
+      "min_length", min_length, "max_length", max_length, 1)
+  min_repeats, max_repeats = checks.int_range(
+      "min_repeats", min_repeats, "max_repeats", max_repeats, 1)
+  bits = checks.python_int(bits, "bits", 1)
   return _repeat_copy(key, batch_size, min_length, max_length, min_repeats, max_repeats, bits)
 
 
@@ -539,7 +509,7 @@ def fixed_eval_set(
     >>> bool(jnp.array_equal(a["inputs"], b["inputs"]))
     True
   """
-  seed = _check_int(seed, "seed", 0)
+  seed = checks.python_int(seed, "seed", 0)
   key = jax.random.fold_in(jax.random.key(seed), _EVAL_STREAM)
   return generator(key, num_examples, **task_kwargs)
 
@@ -566,8 +536,8 @@ def classification_batch(
     >>> bool((batch["inputs"].argmax(-1) == batch["targets"]).all())
     True
   """
-  key = noise.as_typed_key(key)
-  batch_size = _check_int(batch_size, "batch_size", 1)
+  key = checks.typed_key(key)
+  batch_size = checks.python_int(batch_size, "batch_size", 1)
   images, labels = jnp.asarray(images), jnp.asarray(labels)
   if images.shape[:1] != labels.shape[:1] or labels.ndim != 1:
     raise ValueError(
@@ -696,7 +666,7 @@ def load_digits(
         "'noisy_jax[experiments]', or pass data_dir with the MNIST IDX files."
     ) from e
   digits = datasets.load_digits()
-  num_test = _check_int(num_test, "num_test", 1, len(digits.target) - 1)
+  num_test = checks.python_int(num_test, "num_test", 1, len(digits.target) - 1)
   order = np.random.default_rng(0).permutation(len(digits.target))
   images = (digits.data[order] / 16.0).astype(np.float32)
   labels = digits.target[order].astype(np.int32)

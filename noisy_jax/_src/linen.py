@@ -1,10 +1,12 @@
-"""Flax Linen noisy recurrent cells and whole-sequence layers.
+"""Flax Linen adapters: noisy recurrent cells, whole-sequence layers and the NTM cell.
 
-Thin wrappers: the modules declare parameters, fetch keys from the ``"noise"``
-RNG stream and call the pure functions of :mod:`noisy_jax._src.recurrent`.
+Thin wrappers: each module declares its parameters (the table of
+:func:`noisy_jax._src.rnn.initializers`, shared with the NNX adapter), fetches its
+keys from the ``"noise"`` RNG stream and calls the pure functions of
+:mod:`noisy_jax._src.rnn` and :mod:`noisy_jax._src.ntm`.
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -15,7 +17,9 @@ from flax.linen.dtypes import promote_dtype
 from flax.typing import Dtype, Initializer
 
 from noisy_jax._src import activations
-from noisy_jax._src import recurrent
+from noisy_jax._src import checks
+from noisy_jax._src import ntm
+from noisy_jax._src import rnn
 
 # nn.RNN keeps only the RNG streams named in its split_rngs; "noise" must be split
 # so that every step draws fresh noise.
@@ -75,29 +79,25 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
   return nn.RNN(cell, split_rngs=split_rngs, **kwargs)
 
 
-def _gates(module) -> tuple[recurrent.GateNoise, recurrent.GateNoise]:
-  sigmoid = recurrent.check_gate_noise(
-      recurrent.GateNoise(module.sigmoid_kind, module.sigmoid_mode, module.sigmoid_c,
-                          module.sigmoid_alpha, module.sigmoid_nanil_scale), "sigmoid")
-  tanh = recurrent.check_gate_noise(
-      recurrent.GateNoise(module.tanh_kind, module.tanh_mode, module.tanh_c,
-                          module.tanh_alpha, module.tanh_nanil_scale), "tanh")
-  return sigmoid, tanh
+def _units(module) -> tuple[activations.UnitNoise, activations.UnitNoise]:
+  """The module's sigmoid and tanh units, with any deprecated flat field merged in."""
+  legacy = {f"{prefix}_{field}": getattr(module, f"{prefix}_{field}")
+            for prefix in ("sigmoid", "tanh") for field in rnn.LEGACY_UNIT_FIELDS}
+  return rnn.units_with_legacy_fields(module.sigmoid, module.tanh, type(module).__name__,
+                                      **legacy)
 
 
-def _weights(module, cell: str, in_features: int, dtype: Dtype | None, inputs):
-  """Declares (or fetches) the parameters of ``cell``; returns (inputs, weights) promoted."""
-  shapes = recurrent.weight_shapes(cell, in_features, module.features)
-  num_blocks = 4 if cell == "lstm" else 3
-  params = []
-  for name, shape in shapes.items():
-    init = recurrent.initializer_for(
-        name, module.kernel_init, module.recurrent_kernel_init, module.bias_init,
-        module.p_init, num_blocks)
-    params.append(module.param(name, init, shape, module.param_dtype))
-  inputs, *params = promote_dtype(inputs, *params, dtype=dtype)
-  weights_type = recurrent.LSTMWeights if cell == "lstm" else recurrent.GRUWeights
-  return inputs, weights_type(*params)
+def _weights(module, inputs):
+  """Declares (or fetches) the parameters of the module's cell; (inputs, weights) promoted."""
+  spec = module._spec
+  inits = rnn.initializers(spec, kernel_init=module.kernel_init,
+                           recurrent_kernel_init=module.recurrent_kernel_init,
+                           bias_init=module.bias_init, p_init=module.p_init)
+  shapes = spec.shapes(inputs.shape[-1], module.features)
+  params = [module.param(name, inits[name], shape, module.param_dtype)
+            for name, shape in shapes.items()]
+  inputs, *params = promote_dtype(inputs, *params, dtype=module.dtype)
+  return inputs, spec.weights_type(*params)
 
 
 def _in_features(module) -> int | None:
@@ -147,16 +147,8 @@ class _NoiseFields(nn.Module):
   """Fields shared by the noisy Linen cells and layers (documented on NoisyLSTMCell)."""
 
   features: int
-  sigmoid_kind: str = recurrent.SIGMOID_GATE.kind
-  sigmoid_mode: str = recurrent.SIGMOID_GATE.mode
-  sigmoid_c: Any = None
-  sigmoid_alpha: Any = None
-  sigmoid_nanil_scale: str = recurrent.SIGMOID_GATE.nanil_scale
-  tanh_kind: str = recurrent.TANH_UNIT.kind
-  tanh_mode: str = recurrent.TANH_UNIT.mode
-  tanh_c: Any = None
-  tanh_alpha: Any = None
-  tanh_nanil_scale: str = recurrent.TANH_UNIT.nanil_scale
+  sigmoid: activations.UnitNoise = activations.SIGMOID_UNIT
+  tanh: activations.UnitNoise = activations.TANH_UNIT
   deterministic: bool = False
   kernel_init: Initializer = nn.linear.default_kernel_init
   recurrent_kernel_init: Initializer = initializers.orthogonal()
@@ -166,17 +158,70 @@ class _NoiseFields(nn.Module):
   param_dtype: Dtype = jnp.float32
   carry_init: Initializer = initializers.zeros_init()
   rng_collection: str = "noise"
+  # Deprecated: the flat form of `sigmoid` and `tanh`, kept for one release.
+  sigmoid_kind: str | None = None
+  sigmoid_mode: str | None = None
+  sigmoid_c: Any = None
+  sigmoid_alpha: Any = None
+  sigmoid_nanil_scale: str | None = None
+  tanh_kind: str | None = None
+  tanh_mode: str | None = None
+  tanh_c: Any = None
+  tanh_alpha: Any = None
+  tanh_nanil_scale: str | None = None
 
 
 class _NoisyCellBase(_NoiseFields, nn.RNNCellBase):
-  """A noisy cell: one feature axis, as the Flax cells."""
+  """A noisy cell: one feature axis, as the Flax cells; ``_spec`` is its kind."""
+
+  _spec: ClassVar[rnn.CellSpec]
 
   @property
   def num_feature_axes(self) -> int:
     return 1
 
 
-class NoisyLSTMCell(_NoisyCellBase):
+class _NoisyRNNCell(_NoisyCellBase):
+  """The step and carry of the LSTM and GRU cells (documented on each)."""
+
+  @nn.compact
+  def __call__(self, carry, inputs, *, deterministic: bool | None = None,
+               rng: jax.Array | None = None):
+    """One step.
+
+    Args:
+      carry: from :meth:`initialize_carry`: ``(cell, hidden)`` (LSTM) or ``hidden``
+        (GRU), each ``(..., H)``.
+      inputs: ``(..., D)``.
+      deterministic: overrides the field of the same name if given.
+      rng: explicit noise key for this step (instead of the ``"noise"`` stream).
+
+    Returns:
+      ``(new_carry, hidden)``.
+    """
+    inputs = checks.step_input(inputs, _in_features(self))
+    deterministic = self.deterministic if deterministic is None else deterministic
+    sigmoid, tanh = _units(self)
+    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
+    inputs, weights = _weights(self, inputs)
+    x_proj = rnn.input_projection(inputs, weights.input_kernel, weights.bias)
+    return rnn.step(self._spec, carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
+                    noisy_gates=self.noisy_gates, deterministic=deterministic)
+
+  @nn.nowrap
+  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
+    """The carry for inputs of ``input_shape``: each part from ``carry_init`` (zeros).
+
+    Each part has shape ``input_shape[:-1] + (features,)``.
+    """
+    num_parts = len(self._spec.carry_parts)
+    keys = jax.random.split(rng, num_parts) if num_parts > 1 else (rng,)
+    shape = tuple(input_shape[:-1]) + (self.features,)
+    return rnn.carry_from_parts(
+        self._spec, [self.carry_init(key, shape, self.param_dtype) for key in keys])
+
+
+class NoisyLSTMCell(_NoisyRNNCell):
   r"""Noisy LSTM cell: every gate a noisy hard-sigmoid, every tanh a noisy hard-tanh.
 
   .. math::
@@ -184,7 +229,7 @@ class NoisyLSTMCell(_NoisyCellBase):
     c_t = f \odot c_{t-1} + i \odot g, \quad h_t = o \odot \phi_t(c_t)
 
   with the noisy units of Gulcehre et al. (2016), Eq. 12, and one learned ``p``
-  per unit per gate (see :func:`noisy_jax._src.recurrent.lstm_step`). A drop-in for
+  per unit per gate (see :func:`noisy_jax._src.rnn.lstm_step`). A drop-in for
   ``flax.linen.OptimizedLSTMCell`` under ``flax.linen.RNN``; the noise comes from
   the ``"noise"`` RNG stream, which ``nn.RNN`` must split per step: use
   :func:`noisy_rnn` (or ``split_rngs=RNN_SPLIT_RNGS``). A cell that cannot see the
@@ -197,25 +242,17 @@ class NoisyLSTMCell(_NoisyCellBase):
   Attributes:
     features: hidden size ``H``.
     noisy_gates: which of ``("input", "forget", "output", "candidate", "cell")``
-      are noisy; the others use the plain ``sigmoid_kind``/``tanh_kind``.
-    sigmoid_kind: activation of the gates, ``"hard_sigmoid"`` (paper) or ``"sigmoid"``.
-    sigmoid_mode: noise variant of the gates (``"nan"``, ``"nah"``, ``"nani"``,
-      ``"nanil"``, ``"nanis"``); default ``"nah"`` (reference ``NSigmoidP``).
-    sigmoid_c: the paper's ``c`` for the gates (``None``: reference default 0.15 for
-      NAN/NAH). May be a traced jax array, so an annealed value does not retrace
-      (a traced value is not checked: it must be >= 0; see the README's Linen
-      annealing example).
-    sigmoid_alpha: the paper's ``alpha`` for the gates (``None``: 1.1).
-    sigmoid_nanil_scale: how ``sigmoid_mode="nanil"`` learns its noise scale:
-      ``"reference"`` (default, the reference code's form, which injects noise)
-      or ``"paper"`` (Eq. 9 read literally, inert at the paper's ``c``); see
-      :func:`noisy_jax.noisy_activation`.
-    tanh_kind: activation of the tanh units, ``"hard_tanh"`` (paper) or ``"tanh"``.
-    tanh_mode: noise variant of the tanh units; default ``"nan"`` (reference ``NTanhP``).
-    tanh_c: the paper's ``c`` for the tanh units (``None``: 0.5 for NAN/NAH). May be
-      traced (and is then not checked).
-    tanh_alpha: the paper's ``alpha`` for the tanh units (``None``: 1.15).
-    tanh_nanil_scale: as ``sigmoid_nanil_scale``, for the tanh units.
+      are noisy; the others use the plain activation of their unit's ``kind``.
+    sigmoid: :class:`~noisy_jax.UnitNoise` of the gates: ``kind``
+      ``"hard_sigmoid"`` (paper) or ``"sigmoid"``, ``mode`` (default ``"nah"``,
+      the reference ``NSigmoidP``), ``c`` (``None``: the reference default 0.15
+      for NAN/NAH), ``alpha`` (``None``: 1.1), ``nanil_scale``. ``c`` may be a
+      traced jax array, so an annealed value does not retrace (a traced value is
+      not checked: it must be >= 0; see the README's Linen annealing example).
+    tanh: :class:`~noisy_jax.UnitNoise` of the tanh units: ``kind``
+      ``"hard_tanh"`` (paper) or ``"tanh"``, ``mode`` (default ``"nan"``, the
+      reference ``NTanhP``), ``c`` (``None``: 0.5 for NAN/NAH), ``alpha``
+      (``None``: 1.15), ``nanil_scale``.
     deterministic: use the noise's expectation (paper Eq. 13), for evaluation.
     kernel_init: initializer of each gate's block of the input kernel.
     recurrent_kernel_init: initializer of each gate's block of the recurrent kernel.
@@ -223,7 +260,12 @@ class NoisyLSTMCell(_NoisyCellBase):
     p_init: initializer of the learned ``p`` (U[-1, 1], paper Sec. 6).
     dtype: computation dtype (default: inferred from inputs and parameters).
     param_dtype: parameter dtype.
+    carry_init: initializer of each part of :meth:`initialize_carry` (zeros).
     rng_collection: the RNG stream the noise is drawn from.
+    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
+    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale: deprecated flat
+      forms of ``sigmoid`` and ``tanh`` (a ``DeprecationWarning``; removed in the
+      next release).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -233,7 +275,7 @@ class NoisyLSTMCell(_NoisyCellBase):
     >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
     >>> keys = {"params": jax.random.key(1), "noise": jax.random.key(2)}
     >>> variables = cell.init(keys, carry, x)
-    >>> (c, h), y = cell.apply(variables, carry, x, rngs={"noise": jax.random.key(3)})
+    >>> (cell_state, h), y = cell.apply(variables, carry, x, rngs={"noise": jax.random.key(3)})
     >>> y.shape
     (2, 4)
 
@@ -241,43 +283,11 @@ class NoisyLSTMCell(_NoisyCellBase):
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
   """
 
-  noisy_gates: Sequence[str] = recurrent.LSTM_GATES
-
-  @nn.compact
-  def __call__(self, carry, inputs, *, deterministic: bool | None = None,
-               rng: jax.Array | None = None):
-    """One step.
-
-    Args:
-      carry: ``(c, h)`` from :meth:`initialize_carry`, each ``(..., H)``.
-      inputs: ``(..., D)``.
-      deterministic: overrides the field of the same name if given.
-      rng: explicit noise key for this step (instead of the ``"noise"`` stream).
-
-    Returns:
-      ``((c, h), h)``.
-    """
-    inputs = recurrent.check_step_input(inputs, _in_features(self))
-    deterministic = self.deterministic if deterministic is None else deterministic
-    sigmoid, tanh = _gates(self)
-    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
-    inputs, weights = _weights(self, "lstm", inputs.shape[-1], self.dtype, inputs)
-    x_proj = recurrent.input_projection(inputs, weights.input_kernel, weights.bias)
-    return recurrent.lstm_step(
-        carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
-        noisy_gates=self.noisy_gates, deterministic=deterministic,
-    )
-
-  @nn.nowrap
-  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
-    """Zero ``(c, h)`` of shape ``input_shape[:-1] + (features,)`` (``carry_init``)."""
-    key_c, key_h = jax.random.split(rng)
-    shape = tuple(input_shape[:-1]) + (self.features,)
-    return (self.carry_init(key_c, shape, self.param_dtype),
-            self.carry_init(key_h, shape, self.param_dtype))
+  noisy_gates: Sequence[str] = rnn.LSTM_GATES
+  _spec: ClassVar[rnn.CellSpec] = rnn.LSTM
 
 
-class NoisyGRUCell(_NoisyCellBase):
+class NoisyGRUCell(_NoisyRNNCell):
   r"""Noisy GRU cell: noisy hard-sigmoid reset/update gates, noisy hard-tanh candidate.
 
   .. math::
@@ -285,7 +295,7 @@ class NoisyGRUCell(_NoisyCellBase):
     \quad h_t = (1 - u) \odot n + u \odot h_{t-1}
 
   The equations of ``flax.linen.GRUCell`` with the noisy units of Gulcehre et al.
-  (2016), Eq. 12 (see :func:`noisy_jax._src.recurrent.gru_step`). Use under
+  (2016), Eq. 12 (see :func:`noisy_jax._src.rnn.gru_step`). Use under
   ``flax.linen.RNN`` via :func:`noisy_rnn`, as :class:`NoisyLSTMCell`.
 
   Parameters: ``input_kernel (D, 3H)``, ``recurrent_kernel (H, 3H)``, ``bias (3H,)``
@@ -295,10 +305,8 @@ class NoisyGRUCell(_NoisyCellBase):
   Attributes:
     features: hidden size ``H``.
     noisy_gates: which of ``("reset", "update", "candidate")`` are noisy.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
-    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
-    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype,
-    rng_collection: as :class:`NoisyLSTMCell`.
+    sigmoid, tanh, deterministic, kernel_init, recurrent_kernel_init, bias_init,
+    p_init, dtype, param_dtype, carry_init, rng_collection: as :class:`NoisyLSTMCell`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -308,56 +316,24 @@ class NoisyGRUCell(_NoisyCellBase):
     >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
     >>> variables = cell.init(jax.random.key(1), carry, x)
     >>> h, y = cell.apply(variables, carry, x)
-    >>> y.shape
-    (2, 4)
+    >>> bool((h == y).all()), y.shape
+    (True, (2, 4))
 
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
   """
 
-  noisy_gates: Sequence[str] = recurrent.GRU_GATES
-
-  @nn.compact
-  def __call__(self, carry, inputs, *, deterministic: bool | None = None,
-               rng: jax.Array | None = None):
-    """One step.
-
-    Args:
-      carry: ``h`` from :meth:`initialize_carry`, ``(..., H)``.
-      inputs: ``(..., D)``.
-      deterministic: overrides the field of the same name if given.
-      rng: explicit noise key for this step (instead of the ``"noise"`` stream).
-
-    Returns:
-      ``(h, h)``.
-    """
-    inputs = recurrent.check_step_input(inputs, _in_features(self))
-    deterministic = self.deterministic if deterministic is None else deterministic
-    sigmoid, tanh = _gates(self)
-    key = _noise_key(self, deterministic or not self.noisy_gates, rng)
-    inputs, weights = _weights(self, "gru", inputs.shape[-1], self.dtype, inputs)
-    x_proj = recurrent.input_projection(inputs, weights.input_kernel, weights.bias)
-    return recurrent.gru_step(
-        carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
-        noisy_gates=self.noisy_gates, deterministic=deterministic,
-    )
-
-  @nn.nowrap
-  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
-    """Zero ``h`` of shape ``input_shape[:-1] + (features,)`` (``carry_init``)."""
-    shape = tuple(input_shape[:-1]) + (self.features,)
-    return self.carry_init(rng, shape, self.param_dtype)
+  noisy_gates: Sequence[str] = rnn.GRU_GATES
+  _spec: ClassVar[rnn.CellSpec] = rnn.GRU
 
 
 class _NoisySequenceBase(_NoiseFields):
   """The whole-sequence layers: shared fields and ``__call__``.
 
-  A subclass sets ``noisy_gates`` and the class constants ``_cell`` (``"lstm"`` or
-  ``"gru"``) and ``_sequence_fn`` (the pure sequence function).
+  A subclass sets ``noisy_gates`` and its kind, the class constant ``_spec``.
   """
 
-  _cell: ClassVar[str]
-  _sequence_fn: ClassVar[Callable[..., Any]]
+  _spec: ClassVar[rnn.CellSpec]
 
   time_major: bool = False
   return_carry: bool = False
@@ -390,20 +366,15 @@ class _NoisySequenceBase(_NoiseFields):
     """
     deterministic = self.deterministic if deterministic is None else deterministic
     time_major = self.time_major if time_major is None else time_major
-    inputs = recurrent.check_sequence_input(inputs, _in_features(self))
-    sigmoid, tanh = _gates(self)
+    inputs = checks.sequence_input(inputs, _in_features(self))
+    sigmoid, tanh = _units(self)
     key = _noise_key(self, deterministic or not self.noisy_gates, rng,
                      num_steps=inputs.shape[0 if time_major else 1])
-    inputs, weights = _weights(self, self._cell, inputs.shape[-1], self.dtype, inputs)
-    carry, outputs = self._sequence_fn(
-        inputs, weights, key, initial_carry=initial_carry, seq_lengths=seq_lengths,
-        reverse=self.reverse if reverse is None else reverse,
-        keep_order=self.keep_order if keep_order is None else keep_order,
-        time_major=time_major, unroll=self.unroll, sigmoid=sigmoid, tanh=tanh,
-        noisy_gates=self.noisy_gates, deterministic=deterministic,
-    )
-    return_carry = self.return_carry if return_carry is None else return_carry
-    return (carry, outputs) if return_carry else outputs
+    inputs, weights = _weights(self, inputs)
+    return rnn.layer_call(
+        self, inputs, weights, key, sigmoid=sigmoid, tanh=tanh, deterministic=deterministic,
+        time_major=time_major, initial_carry=initial_carry, seq_lengths=seq_lengths,
+        return_carry=return_carry, reverse=reverse, keep_order=keep_order)
 
 
 class NoisyLSTM(_NoisySequenceBase):
@@ -412,7 +383,7 @@ class NoisyLSTM(_NoisySequenceBase):
   The input projections of all steps are one matmul outside the scan, each step is
   one fused ``(B, H) x (H, 4H)`` matmul plus one fused elementwise block, and the
   backward pass regenerates the noise from the per-step keys instead of storing
-  it (see :func:`noisy_jax._src.recurrent.lstm_sequence`). The parameters are those
+  it (see :func:`noisy_jax._src.rnn.lstm_sequence`). The parameters are those
   of :class:`NoisyLSTMCell` (nested under ``"cell"`` in ``noisy_rnn(cell)``'s
   variables), so one can train with this layer and step with the cell.
 
@@ -438,10 +409,8 @@ class NoisyLSTM(_NoisySequenceBase):
     features: hidden size ``H``.
     noisy_gates: which of ``("input", "forget", "output", "candidate", "cell")``
       are noisy.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
-    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
-    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype,
-    rng_collection: as :class:`NoisyLSTMCell`.
+    sigmoid, tanh, deterministic, kernel_init, recurrent_kernel_init, bias_init,
+    p_init, dtype, param_dtype, carry_init, rng_collection: as :class:`NoisyLSTMCell`.
     time_major: inputs/outputs are ``(time, batch, ...)`` instead of ``(batch, time, ...)``.
     return_carry: also return the final carry, as ``(carry, outputs)``.
     reverse: process right to left (padding stays at the end, as ``nn.RNN``).
@@ -461,9 +430,8 @@ class NoisyLSTM(_NoisySequenceBase):
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
   """
 
-  noisy_gates: Sequence[str] = recurrent.LSTM_GATES
-  _cell: ClassVar[str] = "lstm"
-  _sequence_fn: ClassVar[Callable[..., Any]] = staticmethod(recurrent.lstm_sequence)
+  noisy_gates: Sequence[str] = rnn.LSTM_GATES
+  _spec: ClassVar[rnn.CellSpec] = rnn.LSTM
 
 
 class NoisyGRU(_NoisySequenceBase):
@@ -471,22 +439,15 @@ class NoisyGRU(_NoisySequenceBase):
 
   One input matmul outside the scan, one ``(B, H) x (H, 3H)`` matmul per step, noise
   regenerated in the backward pass (see
-  :func:`noisy_jax._src.recurrent.gru_sequence`). Parameters as
+  :func:`noisy_jax._src.rnn.gru_sequence`). Parameters as
   :class:`NoisyGRUCell`; the same noise as ``noisy_rnn(NoisyGRUCell(...))`` under
   the conditions of :class:`NoisyLSTM`, and the same note on initialisation.
 
   Attributes:
-    features: hidden size ``H``.
     noisy_gates: which of ``("reset", "update", "candidate")`` are noisy.
-    sigmoid_kind, sigmoid_mode, sigmoid_c, sigmoid_alpha, sigmoid_nanil_scale,
-    tanh_kind, tanh_mode, tanh_c, tanh_alpha, tanh_nanil_scale, deterministic,
-    kernel_init, recurrent_kernel_init, bias_init, p_init, dtype, param_dtype,
-    rng_collection: as :class:`NoisyLSTMCell`.
-    time_major: inputs/outputs are ``(time, batch, ...)`` instead of ``(batch, time, ...)``.
-    return_carry: also return the final carry, as ``(carry, outputs)``.
-    reverse: process right to left (padding stays at the end, as ``nn.RNN``).
-    keep_order: with ``reverse``, return outputs in the original order.
-    unroll: scan iterations unrolled per loop iteration (``jax.lax.scan``).
+    features, sigmoid, tanh, deterministic, time_major, return_carry, reverse,
+    keep_order, unroll and the initializer, dtype and stream fields: as
+    :class:`NoisyLSTM`.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -502,6 +463,151 @@ class NoisyGRU(_NoisySequenceBase):
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
   """
 
-  noisy_gates: Sequence[str] = recurrent.GRU_GATES
-  _cell: ClassVar[str] = "gru"
-  _sequence_fn: ClassVar[Callable[..., Any]] = staticmethod(recurrent.gru_sequence)
+  noisy_gates: Sequence[str] = rnn.GRU_GATES
+  _spec: ClassVar[rnn.CellSpec] = rnn.GRU
+
+
+class _ParamGroup(nn.Module):
+  """Declares one parameter per entry of ``shapes``; returns them as a dict."""
+
+  shapes: Mapping[str, tuple[int, ...]]
+  inits: Mapping[str, Initializer]
+  param_dtype: Dtype
+
+  @nn.compact
+  def __call__(self) -> dict[str, jax.Array]:
+    return {name: self.param(name, self.inits[name], shape, self.param_dtype)
+            for name, shape in self.shapes.items()}
+
+
+class NTMCell(_NoisyCellBase):
+  r"""Neural Turing Machine cell with noisy controller gates (Linen).
+
+  One step of :func:`ntm_step`: a noisy LSTM (or feed-forward) controller reads
+  the input and the previous reads, and drives ``num_read_heads`` read and
+  ``num_write_heads`` write heads over a ``memory_size x memory_width`` memory
+  (Graves et al., 2014). The controller's gates and the heads' interpolation and
+  erase gates are noisy hard-sigmoids, its tanh units noisy hard-tanhs
+  (Gulcehre et al., 2016, Sec. 6.6), with the options of
+  :class:`~noisy_jax.nn.NoisyLSTMCell`. Initialised as Collier and Beel (2018)
+  recommend: constant memory 1e-6, learned initial reads and weightings,
+  clipping at ``clip_value``.
+
+  A drop-in cell for ``flax.linen.RNN`` whose noise comes from the ``"noise"``
+  RNG stream, split per step: use :func:`noisy_jax.nn.noisy_rnn` (or
+  ``split_rngs=noisy_jax.nn.RNN_SPLIT_RNGS``). The carry is an :class:`NTMState`;
+  the output is the controller's output and the reads, ``(..., H + R M)``: put a
+  ``Dense`` on the RNN's outputs for a task's predictions (one matmul over all
+  steps, outside the scan).
+
+  Parameters (layout in :mod:`noisy_jax._src.ntm`): ``controller`` (a dict, the
+  noisy LSTM's ``input_kernel``, ``recurrent_kernel``, ``bias``, ``p_gates``,
+  ``p_candidate``, ``p_cell``; or ``kernel``, ``bias``, ``p``), ``head_kernel``,
+  ``head_bias``, ``p_gate``, ``p_erase``, ``initial_reads``,
+  ``initial_read_logits``, ``initial_write_logits``.
+
+  Attributes:
+    features: controller size ``H`` (Graves et al.'s LSTM controller: 100).
+    memory_size: number of memory locations ``N`` (default 128).
+    memory_width: width of a location ``M`` (default 20).
+    num_read_heads: ``R`` (default 1).
+    num_write_heads: ``W`` (default 1).
+    shift_range: ``S``; each head shifts by ``-S..S`` (default 1).
+    controller: ``"lstm"`` (default) or ``"feedforward"`` (one noisy hard-tanh layer).
+    noisy_gates: names from :func:`gate_names` that are noisy; ``None``: all.
+    clip_value: clip of the controller's input, state and output and of the
+      heads' parameters (default 20); ``None`` disables it.
+    memory_init: the constant the memory starts at (default 1e-6).
+    initial_state_init: initializer of the learned initial reads and of the
+      logits of the initial weightings.
+    sigmoid, tanh, deterministic, kernel_init, recurrent_kernel_init, bias_init,
+    p_init, dtype, param_dtype, rng_collection: as
+    :class:`~noisy_jax.nn.NoisyLSTMCell`; ``kernel_init`` also initialises
+    ``head_kernel``, and ``sigmoid`` also configures the heads' gates. The ``c``
+    of ``sigmoid`` and ``tanh`` may be traced (annealed without recompiling).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import noisy_jax.nn
+    >>> cell = noisy_jax.nn.NTMCell(features=16, memory_size=8, memory_width=4)
+    >>> rnn = noisy_jax.nn.noisy_rnn(cell)
+    >>> x = jnp.ones((2, 5, 3))
+    >>> variables = jax.jit(rnn.init)({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
+    >>> jax.jit(rnn.apply)(variables, x, rngs={"noise": jax.random.key(2)}).shape
+    (2, 5, 20)
+
+  References:
+    Graves et al., `Neural Turing Machines <https://arxiv.org/abs/1410.5401>`_, 2014.
+
+    Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
+
+    Collier and Beel, `Implementing Neural Turing Machines
+    <https://arxiv.org/abs/1807.08518>`_, ICANN 2018.
+  """
+
+  memory_size: int = 128
+  memory_width: int = 20
+  num_read_heads: int = 1
+  num_write_heads: int = 1
+  shift_range: int = 1
+  controller: str = "lstm"
+  noisy_gates: Sequence[str] | None = None
+  clip_value: float | None = ntm.CLIP_VALUE
+  memory_init: float = ntm.MEMORY_INIT
+  initial_state_init: Initializer = initializers.normal(0.1)
+
+  @nn.compact
+  def __call__(self, carry: ntm.NTMState, inputs: jax.typing.ArrayLike, *,
+               deterministic: bool | None = None, rng: jax.Array | None = None):
+    """One step.
+
+    Args:
+      carry: :class:`NTMState` from :meth:`initialize_carry`.
+      inputs: ``(..., D)``.
+      deterministic: overrides the field of the same name if given.
+      rng: explicit noise key for this step (instead of the ``"noise"`` stream).
+
+    Returns:
+      ``(new_carry, output)`` with output ``(..., features + num_read_heads * memory_width)``.
+    """
+    inputs = checks.step_input(inputs, None)
+    deterministic = self.deterministic if deterministic is None else deterministic
+    shapes = ntm.weight_shapes(self.controller, inputs.shape[-1], self.features,
+                               self.memory_size, self.memory_width, self.num_read_heads,
+                               self.num_write_heads, self.shift_range)
+    sigmoid, tanh = _units(self)
+    no_noisy_gates = self.noisy_gates is not None and not self.noisy_gates  # None: all
+    key = _noise_key(self, deterministic or no_noisy_gates, rng)
+    inits = ntm.initializers_for(self.controller, self.kernel_init,
+                                 self.recurrent_kernel_init, self.bias_init, self.p_init,
+                                 self.initial_state_init)
+    params = {
+        "controller": _ParamGroup(shapes["controller"], inits["controller"],
+                                  self.param_dtype, name="controller")(),
+        **{name: self.param(name, inits[name], shape, self.param_dtype)
+           for name, shape in shapes.items() if name != "controller"},
+    }
+    leaves, treedef = jax.tree.flatten(params)
+    inputs, *leaves = promote_dtype(inputs, *leaves, dtype=self.dtype)
+    params = jax.tree.unflatten(treedef, leaves)
+    return ntm.ntm_step(
+        carry, inputs, ntm.assemble_weights(self.controller, params), key,
+        controller=self.controller, shift_range=self.shift_range, sigmoid=sigmoid,
+        tanh=tanh, noisy_gates=self.noisy_gates, clip_value=self.clip_value,
+        deterministic=deterministic,
+    )
+
+  @nn.nowrap
+  def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> ntm.NTMState:
+    """A fresh :class:`NTMState` for inputs of ``input_shape`` (see :func:`initial_state`).
+
+    ``rng`` is unused: the initial memory is constant and the learned initial
+    reads and weightings are parameters, applied by the first step.
+    """
+    del rng
+    return ntm.initial_state(
+        tuple(input_shape[:-1]), controller=self.controller, features=self.features,
+        memory_size=self.memory_size, memory_width=self.memory_width,
+        num_read_heads=self.num_read_heads, num_write_heads=self.num_write_heads,
+        memory_init=self.memory_init, dtype=self.param_dtype,
+    )

@@ -1,0 +1,848 @@
+"""Noisy LSTM and GRU steps and whole-sequence scans (Gulcehre et al., 2016, Sec. 6).
+
+Pure functions (no Flax) shared by the Linen (:mod:`noisy_jax.nn`) and NNX
+(:mod:`noisy_jax.nnx`) modules: every sigmoid gate becomes a noisy hard-sigmoid and
+every tanh a noisy hard-tanh (:func:`noisy_jax.noisy_activation`), with one learned
+``p`` per unit per gate.
+
+A cell kind is one entry of :data:`CELLS`, a :class:`CellSpec`: its gate names, its
+parameter shapes and column blocks, its carry, and the few functions that differ
+between kinds (the elementwise step, how a step's pre-activations are split and
+stored). The single step, the whole-sequence scan with its hand-written VJP and
+both Flax adapters only look things up there. Adding a kind (say a minimal gated
+unit) is one entry plus its elementwise step.
+
+Weight layout (one fused matrix per side, gate blocks side by side):
+
+* LSTM: ``input_kernel (D, 4H)``, ``recurrent_kernel (H, 4H)``, ``bias (4H,)`` with
+  column blocks ``[input, forget, output, candidate]``; ``p_gates (3H,)`` for the
+  three sigmoid gates, ``p_candidate (H,)`` for the candidate tanh and ``p_cell (H,)``
+  for the tanh of the new cell state.
+* GRU: ``input_kernel (D, 3H)``, ``recurrent_kernel (H, 3H)``, ``bias (3H,)`` with
+  blocks ``[reset, update, candidate]``, ``recurrent_bias (H,)`` inside the reset
+  product (as in ``flax.linen.GRUCell``); ``p_gates (2H,)``, ``p_candidate (H,)``.
+
+Neither a single step nor a whole sequence keeps its noise or gate values for the
+backward pass: a step's elementwise part is wrapped in ``jax.checkpoint``, and the
+whole-sequence scans (:func:`lstm_sequence`, :func:`gru_sequence`) have a
+hand-written VJP that keeps the pre-activations and previous states and draws the
+noise again from the step keys.
+"""
+
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from noisy_jax._src import activations
+from noisy_jax._src import checks
+
+UnitNoise = activations.UnitNoise
+SIGMOID_UNIT = activations.SIGMOID_UNIT
+TANH_UNIT = activations.TANH_UNIT
+
+LSTM_GATES = ("input", "forget", "output", "candidate", "cell")
+GRU_GATES = ("reset", "update", "candidate")
+
+
+class LSTMWeights(NamedTuple):
+  """Learned parameters of a noisy LSTM (layout in the module docstring)."""
+
+  input_kernel: jax.Array
+  recurrent_kernel: jax.Array
+  bias: jax.Array
+  p_gates: jax.Array
+  p_candidate: jax.Array
+  p_cell: jax.Array
+
+
+class GRUWeights(NamedTuple):
+  """Learned parameters of a noisy GRU (layout in the module docstring)."""
+
+  input_kernel: jax.Array
+  recurrent_kernel: jax.Array
+  bias: jax.Array
+  recurrent_bias: jax.Array
+  p_gates: jax.Array
+  p_candidate: jax.Array
+
+
+class _Static(NamedTuple):
+  """Hashable, trace-time settings of one step: the units without c and alpha."""
+
+  sigmoid: UnitNoise
+  tanh: UnitNoise
+  sigmoid_noisy: tuple[bool, ...]  # one flag per sigmoid gate, in column order
+  tanh_noisy: tuple[bool, ...]  # one flag per tanh unit, in CellSpec.tanh_gates order
+  deterministic: bool
+
+
+class CellSpec(NamedTuple):
+  """One kind of noisy recurrent cell: what the steps, the scans and the adapters look up.
+
+  A step's pre-activations ``pre`` are what its elementwise part reads, computed by
+  ``split`` from the input half ``x W + b`` and the recurrent half ``h U`` of the
+  fused matmuls.
+
+  Attributes:
+    name: the kind's key in :data:`CELLS`, e.g. ``"lstm"``.
+    title: its name in messages, e.g. ``"LSTM"``.
+    gates: every gate ``noisy_gates`` may name.
+    sigmoid_gates: the gates whose units are sigmoids, in column order.
+    tanh_gates: the tanh units, in the order the step applies them.
+    carry_parts: names of the carry's arrays (one array, or a tuple of them).
+    num_blocks: column blocks of the fused kernels (``G = num_blocks * H``).
+    weights_type: the NamedTuple of parameters; field order = parameter order.
+    shapes: ``(D, H) -> {name: shape}`` of the parameters.
+    small: ``weights -> tuple``: the per-unit parameters the elementwise step reads.
+    split: ``(x_proj, r) -> pre``.
+    split_transpose: ``d_pre -> (d_x_proj, d_r)``, the transpose of ``split``.
+    store: ``pre -> (row, extra)``: ``row`` (``G`` columns) overwrites the step's
+      input projection in the scan's buffer; ``extra`` (or None) is stacked apart.
+    load: ``(row, extra) -> pre``, the inverse of ``store``.
+    kernel_grad: ``(h_prev, d_rows, d_extras, x_axes) -> d_recurrent_kernel`` from
+      the stacked previous outputs and the cotangents of the rows and extras.
+    elementwise: ``(static, pre, carry, key, small, scales) -> new_carry``.
+  """
+
+  name: str
+  title: str
+  gates: tuple[str, ...]
+  sigmoid_gates: tuple[str, ...]
+  tanh_gates: tuple[str, ...]
+  carry_parts: tuple[str, ...]
+  num_blocks: int
+  weights_type: type
+  shapes: Callable[[int, int], dict[str, tuple[int, ...]]]
+  small: Callable[[Any], tuple]
+  split: Callable
+  split_transpose: Callable
+  store: Callable
+  load: Callable
+  kernel_grad: Callable
+  elementwise: Callable
+
+
+def _activate(x, key, p, noise: UnitNoise, noisy: tuple[bool, ...], deterministic):
+  """Noisy activation of ``len(noisy)`` equal column blocks of ``x``; quiet blocks get h(x)."""
+  if not any(noisy):
+    return activations.activation(x, kind=noise.kind)
+  y = activations.noisy_activation(
+      x, key, p, noise.c, noise.alpha, noise.mode, kind=noise.kind,
+      deterministic=deterministic, nanil_scale=noise.nanil_scale,
+  )
+  if all(noisy):
+    return y
+  mask = np.repeat(np.asarray(noisy), x.shape[-1] // len(noisy))
+  return jnp.where(mask, y, activations.activation(x, kind=noise.kind))
+
+
+def _units(static: _Static, scales):
+  """The resolved sigmoid and tanh units: the static settings with ``(c, alpha)``."""
+  c_sig, alpha_sig, c_tanh, alpha_tanh = scales
+  return (static.sigmoid._replace(c=c_sig, alpha=alpha_sig),
+          static.tanh._replace(c=c_tanh, alpha=alpha_tanh))
+
+
+def _lstm_elementwise(static: _Static, pre, carry, key, small, scales):
+  """The elementwise part of an LSTM step: ``(z,)`` and ``(cell, hidden)`` -> new carry."""
+  (z,), (cell, _) = pre, carry
+  p_gates, p_candidate, p_cell = small
+  sigmoid, tanh = _units(static, scales)
+  hidden = cell.shape[-1]
+  keys = (None,) * 3 if key is None else jax.random.split(key, 3)
+  gates = _activate(z[..., : 3 * hidden], keys[0], p_gates, sigmoid, static.sigmoid_noisy,
+                    static.deterministic)
+  candidate = _activate(z[..., 3 * hidden:], keys[1], p_candidate, tanh,
+                        static.tanh_noisy[:1], static.deterministic)
+  input_gate, forget_gate, output_gate = jnp.split(gates, 3, axis=-1)
+  new_cell = forget_gate * cell + input_gate * candidate
+  squashed = _activate(new_cell, keys[2], p_cell, tanh, static.tanh_noisy[1:],
+                       static.deterministic)
+  return new_cell, output_gate * squashed
+
+
+def _gru_elementwise(static: _Static, pre, carry, key, small, scales):
+  """The elementwise part of a GRU step: the gates' sum, the candidate halves, h -> h."""
+  gate_pre, x_candidate, h_candidate = pre
+  recurrent_bias, p_gates, p_candidate = small
+  sigmoid, tanh = _units(static, scales)
+  keys = (None,) * 2 if key is None else jax.random.split(key, 2)
+  gates = _activate(gate_pre, keys[0], p_gates, sigmoid, static.sigmoid_noisy,
+                    static.deterministic)
+  reset, update = jnp.split(gates, 2, axis=-1)
+  candidate = _activate(x_candidate + reset * (h_candidate + recurrent_bias), keys[1],
+                        p_candidate, tanh, static.tanh_noisy, static.deterministic)
+  return (1.0 - update) * candidate + update * carry
+
+
+def _gru_split(x_proj, r):
+  """The gates' sum, then the input and recurrent halves of the candidate apart.
+
+  The reset gate multiplies only the recurrent half.
+  """
+  hidden = r.shape[-1] // 3
+  return (x_proj[..., : 2 * hidden] + r[..., : 2 * hidden], x_proj[..., 2 * hidden:],
+          r[..., 2 * hidden:])
+
+
+def _gru_split_transpose(d_pre):
+  d_gates, d_x_candidate, d_h_candidate = d_pre
+  return (jnp.concatenate([d_gates, d_x_candidate], axis=-1),
+          jnp.concatenate([d_gates, d_h_candidate], axis=-1))
+
+
+def _gru_load(row, h_candidate):
+  hidden = h_candidate.shape[-1]
+  return row[..., : 2 * hidden], row[..., 2 * hidden:], h_candidate
+
+
+def _gru_kernel_grad(h_prev, d_rows, d_h_candidates, x_axes):
+  """``d_r = [d_gates, d_h_candidate]``: the gates' part from the rows, the rest apart."""
+  hidden = h_prev.shape[-1]
+  return jnp.concatenate([
+      jnp.einsum(f"tbh,{x_axes}->hg", h_prev, d_rows[..., : 2 * hidden]),
+      jnp.einsum("tbh,tbg->hg", h_prev, d_h_candidates)], axis=-1)
+
+
+LSTM = CellSpec(
+    name="lstm", title="LSTM", gates=LSTM_GATES,
+    sigmoid_gates=("input", "forget", "output"), tanh_gates=("candidate", "cell"),
+    carry_parts=("cell", "hidden"), num_blocks=4, weights_type=LSTMWeights,
+    shapes=lambda d, h: {
+        "input_kernel": (d, 4 * h), "recurrent_kernel": (h, 4 * h), "bias": (4 * h,),
+        "p_gates": (3 * h,), "p_candidate": (h,), "p_cell": (h,)},
+    small=lambda w: (w.p_gates, w.p_candidate, w.p_cell),
+    split=lambda x_proj, r: (x_proj + r,),
+    split_transpose=lambda d_pre: (d_pre[0], d_pre[0]),  # z = x_proj + r
+    store=lambda pre: (pre[0], None),
+    load=lambda row, extra: (row,),
+    kernel_grad=lambda h_prev, d_rows, d_extras, x_axes: jnp.einsum(
+        f"tbh,{x_axes}->hg", h_prev, d_rows),  # d_r = d_z = d_x_proj
+    elementwise=_lstm_elementwise,
+)
+
+GRU = CellSpec(
+    name="gru", title="GRU", gates=GRU_GATES,
+    sigmoid_gates=("reset", "update"), tanh_gates=("candidate",),
+    carry_parts=("hidden",), num_blocks=3, weights_type=GRUWeights,
+    shapes=lambda d, h: {
+        "input_kernel": (d, 3 * h), "recurrent_kernel": (h, 3 * h), "bias": (3 * h,),
+        "recurrent_bias": (h,), "p_gates": (2 * h,), "p_candidate": (h,)},
+    small=lambda w: (w.recurrent_bias, w.p_gates, w.p_candidate),
+    split=_gru_split,
+    split_transpose=_gru_split_transpose,
+    # The candidate's input half is already in place; the gates' sum replaces the
+    # gates' input half; the candidate's recurrent half is stacked apart.
+    store=lambda pre: (jnp.concatenate(pre[:2], axis=-1), pre[2]),
+    load=_gru_load,
+    kernel_grad=_gru_kernel_grad,
+    elementwise=_gru_elementwise,
+)
+
+CELLS: dict[str, CellSpec] = {"lstm": LSTM, "gru": GRU}
+
+
+def cell_spec(cell: str | CellSpec) -> CellSpec:
+  """The :class:`CellSpec` of ``cell`` (a key of :data:`CELLS`, or a spec itself)."""
+  if isinstance(cell, CellSpec):
+    return cell
+  return CELLS[checks.choice(cell, "cell", tuple(CELLS))]
+
+
+def weight_shapes(cell: str, in_features: int, hidden_features: int) -> dict[str, tuple[int, ...]]:
+  """Shapes of the parameters of a noisy ``"lstm"`` or ``"gru"``, by name, in order.
+
+  Args:
+    cell: ``"lstm"`` or ``"gru"`` (a key of :data:`CELLS`).
+    in_features: input size :math:`D`.
+    hidden_features: hidden size :math:`H`.
+
+  Returns:
+    A dict from parameter name to shape, in the field order of
+    :class:`LSTMWeights` / :class:`GRUWeights`.
+
+  Example:
+    >>> import noisy_jax
+    >>> noisy_jax.rnn.weight_shapes("gru", 3, 2)["recurrent_bias"]
+    (2,)
+  """
+  return cell_spec(cell).shapes(in_features, hidden_features)
+
+
+def blockwise(init: Callable, num_blocks: int) -> Callable:
+  """Applies ``init`` to each of ``num_blocks`` equal column blocks of a kernel.
+
+  A fused ``(H, 4H)`` recurrent kernel then starts as four orthogonal ``(H, H)``
+  blocks, like ``flax.linen.OptimizedLSTMCell``'s per-gate kernels.
+  """
+
+  def init_fn(key, shape, dtype=jnp.float32):
+    *lead, width = shape
+    keys = jax.random.split(key, num_blocks)
+    blocks = [init(k, (*lead, width // num_blocks), dtype) for k in keys]
+    return jnp.concatenate(blocks, axis=-1)
+
+  return init_fn
+
+
+def initializer_for(name: str, kernel_init: Callable, recurrent_kernel_init: Callable,
+                    bias_init: Callable, p_init: Callable, num_blocks: int) -> Callable:
+  """The initializer of parameter ``name`` of :func:`weight_shapes`."""
+  if name == "input_kernel":
+    return blockwise(kernel_init, num_blocks)
+  if name == "recurrent_kernel":
+    return blockwise(recurrent_kernel_init, num_blocks)
+  if name.startswith("p_"):
+    return p_init
+  return bias_init
+
+
+def initializers(cell: str | CellSpec, *, kernel_init: Callable,
+                 recurrent_kernel_init: Callable, bias_init: Callable,
+                 p_init: Callable) -> dict[str, Callable]:
+  """The initializer of every parameter of ``cell``, by name, in parameter order.
+
+  The one parameter table of both Flax adapters: the kernels start block by block
+  (:func:`blockwise`), the ``p`` with ``p_init``, the biases with ``bias_init``.
+  """
+  spec = cell_spec(cell)
+  return {name: initializer_for(name, kernel_init, recurrent_kernel_init, bias_init, p_init,
+                                spec.num_blocks)
+          for name in spec.weights_type._fields}
+
+
+def carry_from_parts(cell: str | CellSpec, parts: Sequence[jax.Array]) -> Any:
+  """The carry of ``cell`` from its arrays in ``carry_parts`` order."""
+  return tuple(parts) if len(cell_spec(cell).carry_parts) > 1 else parts[0]
+
+
+# The flat, deprecated form of a module's two UnitNoise fields: `sigmoid_<field>`.
+LEGACY_UNIT_FIELDS = activations.UnitNoise._fields
+
+
+def units_with_legacy_fields(sigmoid: UnitNoise, tanh: UnitNoise, owner: str,
+                             **flat: Any) -> tuple[UnitNoise, UnitNoise]:
+  """``(sigmoid, tanh)`` with the deprecated flat fields (``sigmoid_c=...``) merged in.
+
+  Both Flax adapters accept the flat names of the previous release for one more
+  release, with a ``DeprecationWarning``; a flat value that is None is unset.
+  """
+  given = {name: value for name, value in flat.items() if value is not None}
+  if given:
+    warnings.warn(
+        f"{owner}({', '.join(f'{name}=' for name in given)}) is deprecated and will be "
+        "removed in the next release. Fix: pass sigmoid=noisy_jax.UnitNoise(kind, mode, "
+        "c, alpha) and tanh=noisy_jax.UnitNoise(...) instead.",
+        DeprecationWarning, stacklevel=4)
+  units = {"sigmoid": sigmoid, "tanh": tanh}
+  for name, value in given.items():
+    prefix, field = name.split("_", 1)
+    units[prefix] = units[prefix]._replace(**{field: value})
+  return units["sigmoid"], units["tanh"]
+
+
+def _hidden(spec: CellSpec, carry):
+  """The part of the carry that multiplies the recurrent kernel (and is the output)."""
+  return carry[-1] if len(spec.carry_parts) > 1 else carry
+
+
+def _add_to_hidden(spec: CellSpec, carry, d_hidden):
+  if len(spec.carry_parts) > 1:
+    return (*carry[:-1], carry[-1] + d_hidden)
+  return carry + d_hidden
+
+
+def _static(spec: CellSpec, sigmoid: UnitNoise, tanh: UnitNoise, noisy_gates,
+            deterministic) -> _Static:
+  checks.unit_noise(sigmoid, "sigmoid")
+  checks.unit_noise(tanh, "tanh")
+  return _Static(
+      sigmoid._replace(c=None, alpha=None), tanh._replace(c=None, alpha=None),
+      tuple(g in noisy_gates for g in spec.sigmoid_gates),
+      tuple(g in noisy_gates for g in spec.tanh_gates), bool(deterministic),
+  )
+
+
+def _scales(spec: CellSpec, sigmoid: UnitNoise, tanh: UnitNoise, batch_shape, hidden: int):
+  """``(c, alpha)`` of the sigmoid gates then of the tanh units, resolved and checked.
+
+  Checked where a Python ``c`` is still concrete, not inside a scan.
+  """
+  sigmoid = sigmoid.resolved(batch_shape + (len(spec.sigmoid_gates) * hidden,), "sigmoid")
+  tanh = tanh.resolved(batch_shape + (hidden,), "tanh")
+  return sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha
+
+
+def _elementwise_remat(spec: CellSpec, static: _Static, pre, carry, key, small, scales):
+  return spec.elementwise(static, pre, carry, key, small, scales)
+
+
+# For a single step under autodiff: jax.checkpoint makes the backward pass recompute
+# gates and noise from the pre-activations, the previous state and the key. The jit
+# keeps an eager-mode gradient inside one traced remat, which the key-reuse checker
+# (jax_debug_key_reuse) knows does not consume the key a second time.
+_step_elementwise = jax.jit(jax.checkpoint(_elementwise_remat, static_argnums=(0, 1)),
+                            static_argnums=(0, 1))
+
+
+def input_projection(x: jax.typing.ArrayLike, input_kernel: jax.typing.ArrayLike,
+                     bias: jax.typing.ArrayLike) -> jax.Array:
+  r"""The input half of every gate's pre-activation, :math:`x W + b`.
+
+  Args:
+    x: inputs of shape ``(..., D)``.
+    input_kernel: ``(D, G)`` fused input kernel (``G = 4H`` LSTM, ``3H`` GRU).
+    bias: ``(G,)``.
+
+  Returns:
+    ``(..., G)`` pre-activations.
+  """
+  return jnp.dot(x, input_kernel) + bias
+
+
+def _for_cell(generic: Callable, spec: CellSpec, name: str, doc: str) -> Callable:
+  """``generic`` with its first argument bound to ``spec``, as a documented function.
+
+  The per-kind entry points (:func:`lstm_step`, ...) are the generic step and scan
+  with the cell fixed, so their signatures cannot drift apart.
+  """
+
+  def bound(*args, **kwargs):
+    return generic(spec, *args, **kwargs)
+
+  signature = inspect.signature(generic)
+  bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+  bound.__name__ = bound.__qualname__ = name
+  bound.__doc__ = doc
+  return bound
+
+
+def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights: Any,
+         key: jax.Array | None = None, *,
+         sigmoid: UnitNoise = SIGMOID_UNIT, tanh: UnitNoise = TANH_UNIT,
+         noisy_gates: Sequence[str] | None = None, deterministic: bool = False):
+  """One step of any cell of :data:`CELLS`; see :func:`lstm_step` and :func:`gru_step`."""
+  spec = cell_spec(cell)
+  weights = spec.weights_type(*weights)
+  recurrent_kernel = jnp.asarray(weights.recurrent_kernel)
+  hidden = recurrent_kernel.shape[0]
+  carry = checks.carry(carry, spec.carry_parts, hidden, spec.title)
+  noisy_gates = checks.gate_names(spec.gates if noisy_gates is None else noisy_gates,
+                                  spec.gates)
+  static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)
+  key = checks.noise_key(key, static.deterministic or not noisy_gates, "the noisy cell")
+  r = jnp.dot(_hidden(spec, carry), recurrent_kernel)
+  # Only what the elementwise part reads is kept for the backward pass, not the
+  # input and recurrent halves whole.
+  pre = spec.split(x_proj, r)
+  scales = _scales(spec, sigmoid, tanh, r.shape[:-1], hidden)
+  new_carry = _step_elementwise(spec, static, pre, carry, key, spec.small(weights), scales)
+  return new_carry, _hidden(spec, new_carry)
+
+
+lstm_step = _for_cell(step, LSTM, "lstm_step", r"""One step of the noisy LSTM (every gate a noisy unit).
+
+  .. math::
+    [z_i, z_f, z_o, z_g] = x_t W + b + h_{t-1} U, \qquad
+    i, f, o = \phi_s([z_i, z_f, z_o], \xi_1), \quad g = \phi_t(z_g, \xi_2),
+
+    c_t = f \odot c_{t-1} + i \odot g, \qquad
+    h_t = o \odot \phi_t(c_t, \xi_3)
+
+  where :math:`\phi_s`, :math:`\phi_t` are the noisy hard-sigmoid and hard-tanh of
+  Eq. 12 (or the input-noise variants of Eqs. 14-15), with one learned ``p`` per
+  unit per gate (Gulcehre et al., 2016, Sec. 6.3). The cell state :math:`c_t` is
+  called ``cell`` here: ``c`` is only the paper's noise scale.
+
+  Args:
+    carry: ``(cell, hidden)``, each ``(..., H)``.
+    x_proj: ``(..., 4H)``, the step's :func:`input_projection`.
+    weights: :class:`LSTMWeights` (only the recurrent kernel and ``p`` are used).
+    key: PRNG key for this step's noise; split into the three noisy calls.
+      Required unless ``deterministic``.
+    sigmoid: :class:`~noisy_jax.UnitNoise` of the input, forget and output gates.
+    tanh: :class:`~noisy_jax.UnitNoise` of the candidate and of the cell-state squashing.
+    noisy_gates: names from ``("input", "forget", "output", "candidate", "cell")``
+      whose activation is noisy; the others use the plain activation ``kind``.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``((cell_t, hidden_t), hidden_t)``, the new carry and the output.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import noisy_jax
+    >>> h = 2
+    >>> w = noisy_jax.rnn.LSTMWeights(jnp.ones((3, 4 * h)), jnp.ones((h, 4 * h)),
+    ...     jnp.zeros(4 * h), jnp.ones(3 * h), jnp.ones(h), jnp.ones(h))
+    >>> carry = (jnp.zeros((1, h)), jnp.zeros((1, h)))
+    >>> x_proj = noisy_jax.rnn.input_projection(jnp.ones((1, 3)), w.input_kernel, w.bias)
+    >>> (cell, hidden), y = noisy_jax.rnn.lstm_step(carry, x_proj, w, jax.random.key(0))
+    >>> y.shape
+    (1, 2)
+
+  References:
+    Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
+  """)
+
+
+gru_step = _for_cell(step, GRU, "gru_step", r"""One step of the noisy GRU (every gate a noisy unit).
+
+  .. math::
+    r, u = \phi_s([x_t W_r + b_r + h_{t-1} U_r,\; x_t W_u + b_u + h_{t-1} U_u], \xi_1),
+
+    n = \phi_t(x_t W_n + b_n + r \odot (h_{t-1} U_n + b_{hn}), \xi_2), \qquad
+    h_t = (1 - u) \odot n + u \odot h_{t-1}
+
+  as ``flax.linen.GRUCell`` with the paper's noisy hard-sigmoid/hard-tanh
+  (Gulcehre et al., 2016, Sec. 6.1).
+
+  Args:
+    carry: ``hidden``, ``(..., H)``.
+    x_proj: ``(..., 3H)``, the step's :func:`input_projection`.
+    weights: :class:`GRUWeights` (the recurrent kernel and bias and ``p`` are used).
+    key: PRNG key for this step's noise. Required unless ``deterministic``.
+    sigmoid: :class:`~noisy_jax.UnitNoise` of the reset and update gates.
+    tanh: :class:`~noisy_jax.UnitNoise` of the candidate.
+    noisy_gates: names from ``("reset", "update", "candidate")`` whose activation
+      is noisy; the others use the plain activation ``kind``.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``(hidden_t, hidden_t)``, the new carry and the output.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import noisy_jax
+    >>> h = 2
+    >>> w = noisy_jax.rnn.GRUWeights(jnp.ones((3, 3 * h)), jnp.ones((h, 3 * h)),
+    ...     jnp.zeros(3 * h), jnp.zeros(h), jnp.ones(2 * h), jnp.ones(h))
+    >>> x_proj = noisy_jax.rnn.input_projection(jnp.ones((1, 3)), w.input_kernel, w.bias)
+    >>> hidden, y = noisy_jax.rnn.gru_step(jnp.zeros((1, h)), x_proj, w, deterministic=True)
+    >>> y.shape
+    (1, 2)
+
+  References:
+    Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, 2016.
+  """)
+
+
+class _Scan(NamedTuple):
+  """Hashable description of a whole-sequence recurrence."""
+
+  spec: CellSpec
+  static: _Static
+  unroll: int
+  key_impl: Any = None  # PRNG implementation of the step keys, scanned as raw data
+  time_axis: int = 0  # of the input projections: 1 keeps batch-major inputs untransposed
+
+
+def _step_key(scan: _Scan, key_data):
+  """The typed key of one step from its raw data (None when nothing is noisy).
+
+  The scans carry raw key data, not typed keys: wrapping it inside the step makes
+  each step's key a fresh one for the key-reuse checker (jax_debug_key_reuse),
+  also under ``jax.vmap``, and lets the backward pass draw the forward noise again.
+  """
+  return None if key_data is None else jax.random.wrap_key_data(key_data, impl=scan.key_impl)
+
+
+def _masked_step(scan: _Scan, pre, carry, key, valid, small, scales):
+  """One step's elementwise part, masked: ``(new_carry, y)``."""
+  new_carry = scan.spec.elementwise(scan.static, pre, carry, key, small, scales)
+  y = _hidden(scan.spec, new_carry)
+  if valid is not None:
+    # Past its length a sequence keeps its carry and outputs zeros.
+    new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
+    y = jnp.where(valid, y, jnp.zeros_like(y))
+  return new_carry, y
+
+
+def _row(scan: _Scan, buffer, t):
+  """Step ``t``'s slice of a buffer laid out along ``scan.time_axis``."""
+  return jax.lax.dynamic_index_in_dim(buffer, t, axis=scan.time_axis, keepdims=False)
+
+
+def _forward(scan: _Scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
+  def body(carry, inputs):
+    t, key_data_t, valid_t = inputs
+    pre = scan.spec.split(_row(scan, x_proj, t),
+                          jnp.dot(_hidden(scan.spec, carry), recurrent_kernel))
+    return _masked_step(scan, pre, carry, _step_key(scan, key_data_t), valid_t, small,
+                        scales)
+
+  steps = jnp.arange(x_proj.shape[scan.time_axis])
+  return jax.lax.scan(body, carry, (steps, key_data, valid), unroll=scan.unroll)
+
+
+# The whole recurrence has a hand-written VJP, as cuDNN's RNNs do. The forward scan
+# overwrites each step's input projection in place with what its elementwise part
+# reads (CellSpec.store) and stacks the previous states; no gate value and no noise
+# is kept. The backward scan regenerates the noise from the step keys, does one
+# (B, G) x (G, H) matmul per step and writes each step's cotangent over its
+# pre-activations, in the same buffer; the recurrent kernel's gradient is then one
+# (H, T B) x (T B, G) matmul instead of T small ones inside the loop.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _recurrence(scan: _Scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
+  return _forward(scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry)
+
+
+def _overwrite_and_prefetch(buffer, row, t, next_t, axis):
+  """``buffer[t] = row`` along ``axis``, then reads row ``next_t`` of the updated buffer.
+
+  Reading the next row after the write (not the current row before it) leaves the
+  write as the old buffer's only use, so XLA updates the loop-carried buffer in
+  place instead of copying all of it at every step.
+  """
+  buffer = jax.lax.dynamic_update_index_in_dim(buffer, row, t, axis)
+  return buffer, jax.lax.dynamic_index_in_dim(buffer, next_t, axis=axis, keepdims=False)
+
+
+def _recurrence_fwd(scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
+  last = x_proj.shape[scan.time_axis] - 1
+
+  def body(state, inputs):
+    carry, x_proj_t, buffer = state
+    t, key_data_t, valid_t = inputs
+    pre = scan.spec.split(x_proj_t, jnp.dot(_hidden(scan.spec, carry), recurrent_kernel))
+    new_carry, y = _masked_step(scan, pre, carry, _step_key(scan, key_data_t), valid_t,
+                                small, scales)
+    row, extra = scan.spec.store(pre)
+    buffer, x_proj_next = _overwrite_and_prefetch(buffer, row, t, jnp.minimum(t + 1, last),
+                                                  scan.time_axis)
+    return (new_carry, x_proj_next, buffer), (y, carry, extra)
+
+  (carry, _, buffer), (ys, carries, extras) = jax.lax.scan(
+      body, (carry, _row(scan, x_proj, 0), x_proj), (jnp.arange(last + 1), key_data, valid),
+      unroll=scan.unroll)
+  residuals = (recurrent_kernel, small, scales, key_data, valid, buffer, carries, extras)
+  return (carry, ys), residuals
+
+
+def _recurrence_bwd(scan, residuals, cotangents):
+  recurrent_kernel, small, scales, key_data, valid, buffer, carries, extras = residuals
+  d_carry, d_ys = cotangents
+  last = buffer.shape[scan.time_axis] - 1
+
+  def body(state, inputs):
+    d_carry, d_small, row, buffer, extra, extras = state
+    t, carry, key_data_t, valid_t, d_y = inputs
+    key_t = _step_key(scan, key_data_t)  # the forward step's key: the same noise again
+    step_fn = lambda pre, carry, small: _masked_step(scan, pre, carry, key_t, valid_t, *small)
+    _, vjp = jax.vjp(step_fn, scan.spec.load(row, extra), carry, (small, scales))
+    d_pre, d_carry_prev, d_small_t = vjp((d_carry, d_y))
+    d_x_proj, d_r = scan.spec.split_transpose(d_pre)
+    d_carry_prev = _add_to_hidden(scan.spec, d_carry_prev, jnp.dot(d_r, recurrent_kernel.T))
+    # Each step's cotangent overwrites the pre-activations it was computed from.
+    previous = jnp.maximum(t - 1, 0)
+    buffer, row = _overwrite_and_prefetch(buffer, d_x_proj, t, previous, scan.time_axis)
+    if extras is not None:
+      _, d_extra = scan.spec.store(d_pre)
+      extras, extra = _overwrite_and_prefetch(extras, d_extra, t, previous, 0)
+    d_small = jax.tree.map(jnp.add, d_small, d_small_t)
+    return (d_carry_prev, d_small, row, buffer, extra, extras), None
+
+  zeros = jax.tree.map(jnp.zeros_like, (small, scales))
+  extra = None if extras is None else extras[last]
+  state = (d_carry, zeros, _row(scan, buffer, last), buffer, extra, extras)
+  (d_carry, (d_small, d_scales), _, d_rows, _, d_extras), _ = jax.lax.scan(
+      body, state, (jnp.arange(last + 1), carries, key_data, valid, d_ys), reverse=True,
+      unroll=scan.unroll)
+  h_prev = _hidden(scan.spec, carries)  # (T, B, H)
+  x_axes = "tbg" if scan.time_axis == 0 else "btg"
+  d_recurrent_kernel = scan.spec.kernel_grad(h_prev, d_rows, d_extras, x_axes)
+  return d_recurrent_kernel, d_small, d_scales, d_rows, None, None, d_carry
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
+def _flip(xs: jax.Array, seq_lengths: jax.Array | None, time_axis: int) -> jax.Array:
+  """Reverses each sequence's first ``seq_lengths`` steps; padding stays at the end.
+
+  As ``flax.linen.RNN`` does for ``reverse=True``.
+  """
+  num_steps = xs.shape[time_axis]
+  if seq_lengths is None:
+    return jnp.flip(xs, axis=time_axis)
+  steps = jnp.arange(num_steps)
+  index = (seq_lengths[None, :] - 1 - steps[:, None]) % num_steps  # (T, B)
+  index = index if time_axis == 0 else index.T
+  return jnp.take_along_axis(xs, index[..., None], axis=time_axis)
+
+
+def _step_key_data(key: jax.Array | None, num_steps: int):
+  """Raw data and implementation of the step keys (one key split, or one key per step)."""
+  if key is None:
+    return None, None
+  # One key is split into the step keys; a (T,) array already is one key per step
+  # (the Flax layers pass the keys their cells would draw under nn.RNN/nnx.RNN).
+  keys = jax.random.split(key, num_steps) if key.ndim == 0 else key
+  if keys.shape != (num_steps,):
+    raise ValueError(
+        f"key must be one PRNG key or one key per step, of shape ({num_steps},), got "
+        f"a key array of shape {key.shape}. Fix: pass jax.random.key(seed), or "
+        f"jax.random.split(key, {num_steps}) for explicit step keys."
+    )
+  return jax.random.key_data(keys), jax.random.key_impl(keys)
+
+
+def sequence(
+    cell: str | CellSpec,
+    inputs: jax.typing.ArrayLike,
+    weights,
+    key: jax.Array | None = None,
+    *,
+    initial_carry=None,
+    seq_lengths: jax.typing.ArrayLike | None = None,
+    reverse: bool = False,
+    keep_order: bool = False,
+    time_major: bool = False,
+    unroll: int = 1,
+    sigmoid: UnitNoise = SIGMOID_UNIT,
+    tanh: UnitNoise = TANH_UNIT,
+    noisy_gates: Sequence[str] | None = None,
+    deterministic: bool = False,
+):
+  """Any cell of :data:`CELLS` over a whole sequence; see :func:`lstm_sequence`."""
+  spec = cell_spec(cell)
+  weights = spec.weights_type(*weights)
+  hidden = jnp.shape(weights.recurrent_kernel)[0]
+  inputs = checks.sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
+  noisy_gates = checks.gate_names(spec.gates if noisy_gates is None else noisy_gates,
+                                  spec.gates)
+  static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)
+  key = checks.noise_key(key, static.deterministic or not noisy_gates, "the noisy cell")
+  time_axis = 0 if time_major else 1
+  num_steps, batch = inputs.shape[time_axis], inputs.shape[1 - time_axis]
+  if initial_carry is None:
+    initial_carry = carry_from_parts(
+        spec, [jnp.zeros((batch, hidden), inputs.dtype)] * len(spec.carry_parts))
+  scales = _scales(spec, sigmoid, tanh, (), hidden)
+  initial_carry = checks.carry(initial_carry, spec.carry_parts, hidden, spec.title,
+                               "initial_carry")
+  valid = None
+  if seq_lengths is not None:
+    seq_lengths = checks.seq_lengths(seq_lengths, batch)
+    valid = (jnp.arange(num_steps)[:, None] < seq_lengths[None, :])[..., None]
+  xs = _flip(inputs, seq_lengths, time_axis) if reverse else inputs
+  # All T input projections in one matmul, in the inputs' own layout: the scan
+  # indexes the time axis in place rather than transposing this big buffer.
+  x_proj = jnp.dot(xs, weights.input_kernel) + weights.bias
+  key_data, key_impl = _step_key_data(key, num_steps)
+  scan = _Scan(spec, static, unroll, key_impl, time_axis)
+  carry, ys = _recurrence(scan, weights.recurrent_kernel, spec.small(weights), scales, x_proj,
+                          key_data, valid, initial_carry)
+  if not time_major:
+    ys = jnp.swapaxes(ys, 0, 1)
+  if reverse and keep_order:
+    ys = _flip(ys, seq_lengths, time_axis)
+  return carry, ys
+
+
+lstm_sequence = _for_cell(sequence, LSTM, "lstm_sequence", r"""Runs the noisy LSTM of :func:`lstm_step` over a whole sequence.
+
+  The input projections of all steps are one ``(B T, D) x (D, 4H)`` matmul outside
+  the scan; each step does one ``(B, H) x (H, 4H)`` matmul and its elementwise
+  gates. Step ``t`` (in processing order) draws its noise from
+  ``jax.random.split(key, T)[t]`` (or from ``key[t]`` if ``key`` holds one key per
+  step), so scanning :func:`lstm_step` with those keys gives the same numbers,
+  gradients included. The backward pass is hand-written:
+  it keeps ``6H`` floats per step and sequence (pre-activations, previous
+  ``cell`` and ``hidden``), regenerates the noise, and computes the recurrent
+  kernel's gradient as one matmul after the loop.
+
+  Args:
+    inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
+    weights: :class:`LSTMWeights`.
+    key: PRNG key for the whole sequence, or a ``(T,)`` array of step keys in
+      processing order; required unless ``deterministic``.
+    initial_carry: ``(cell, hidden)`` of shape ``(B, H)`` each; zeros by default.
+    seq_lengths: optional ``(B,)`` integer lengths. Past its length a sequence's
+      carry is frozen and its outputs are zero; the returned carry is the carry
+      at the last valid step (as ``flax.linen.RNN``).
+    reverse: process the sequence right to left (padding stays at the end).
+    keep_order: with ``reverse``, return the outputs in the original order.
+    time_major: inputs and outputs are ``(T, B, ...)``.
+    unroll: scan iterations unrolled per loop iteration (``jax.lax.scan``).
+    sigmoid: :class:`~noisy_jax.UnitNoise` of the sigmoid gates.
+    tanh: :class:`~noisy_jax.UnitNoise` of the tanh units.
+    noisy_gates: see :func:`lstm_step`.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``((cell_T, hidden_T), outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)``
+    time-major).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import noisy_jax
+    >>> shapes = noisy_jax.rnn.weight_shapes("lstm", 3, 2)
+    >>> w = noisy_jax.rnn.LSTMWeights(*(0.1 * jnp.ones(s) for s in shapes.values()))
+    >>> carry, ys = noisy_jax.rnn.lstm_sequence(jnp.ones((4, 5, 3)), w, jax.random.key(0))
+    >>> ys.shape
+    (4, 5, 2)
+  """)
+
+
+gru_sequence = _for_cell(sequence, GRU, "gru_sequence", r"""Runs the noisy GRU of :func:`gru_step` over a whole sequence.
+
+  Same contract as :func:`lstm_sequence` (one input matmul outside the scan, one
+  recurrent matmul per step, step ``t`` keyed by ``jax.random.split(key, T)[t]`` or
+  by ``key[t]``, hand-written backward pass keeping ``5H`` floats per step and
+  sequence), with the carry ``hidden`` of shape ``(B, H)``.
+
+  Args:
+    inputs: ``(B, T, D)``, or ``(T, B, D)`` with ``time_major``.
+    weights: :class:`GRUWeights`.
+    key: PRNG key for the whole sequence, or a ``(T,)`` array of step keys (see
+      :func:`lstm_sequence`); required unless ``deterministic``.
+    initial_carry: ``hidden`` of shape ``(B, H)``; zeros by default.
+    seq_lengths: optional ``(B,)`` integer lengths (see :func:`lstm_sequence`).
+    reverse: process the sequence right to left (padding stays at the end).
+    keep_order: with ``reverse``, return the outputs in the original order.
+    time_major: inputs and outputs are ``(T, B, ...)``.
+    unroll: scan iterations unrolled per loop iteration.
+    sigmoid: :class:`~noisy_jax.UnitNoise` of the reset and update gates.
+    tanh: :class:`~noisy_jax.UnitNoise` of the candidate.
+    noisy_gates: see :func:`gru_step`.
+    deterministic: replace the noise by its expectation (Eq. 13).
+
+  Returns:
+    ``(hidden_T, outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)`` time-major).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import noisy_jax
+    >>> shapes = noisy_jax.rnn.weight_shapes("gru", 3, 2)
+    >>> w = noisy_jax.rnn.GRUWeights(*(0.1 * jnp.ones(s) for s in shapes.values()))
+    >>> h, ys = noisy_jax.rnn.gru_sequence(jnp.ones((4, 5, 3)), w, deterministic=True)
+    >>> h.shape, ys.shape
+    ((4, 2), (4, 5, 2))
+  """)
+
+
+
+def layer_call(layer: Any, inputs: jax.Array, weights, key: jax.Array | None, *,
+               sigmoid: UnitNoise, tanh: UnitNoise, deterministic: bool, time_major: bool,
+               initial_carry=None, seq_lengths=None, return_carry: bool | None = None,
+               reverse: bool | None = None, keep_order: bool | None = None):
+  """A Flax layer's whole-sequence call, once its inputs, weights and key are ready.
+
+  ``layer`` is a Linen or NNX layer (its ``_spec``, ``noisy_gates``, ``unroll`` and
+  the defaults of the per-call options are read); a per-call option that is None
+  takes the layer's attribute of the same name.
+  """
+  pick = lambda value, name: getattr(layer, name) if value is None else value
+  carry, outputs = sequence(
+      layer._spec, inputs, weights, key, initial_carry=initial_carry,
+      seq_lengths=seq_lengths, reverse=pick(reverse, "reverse"),
+      keep_order=pick(keep_order, "keep_order"), time_major=time_major, unroll=layer.unroll,
+      sigmoid=sigmoid, tanh=tanh, noisy_gates=layer.noisy_gates, deterministic=deterministic)
+  return (carry, outputs) if pick(return_carry, "return_carry") else outputs
