@@ -90,11 +90,16 @@ def test_a_schedule_passed_as_a_module_c_names_the_field():
 def test_negative_c_error_says_to_call_the_schedule():
   with pytest.raises(ValueError, match=r"got c=-1.0\. Fix: .*noise_annealing\(\)\(step\)"):
     noisy_jax.noisy_activation(jnp.ones(3), jax.random.key(0), c=-1.0)
-  # Eager: under a trace (jit, eval_shape) jnp.asarray makes even a Python c a tracer,
-  # and a traced c is not checked.
+  # A Python c is checked also when the module is traced (jit), where it only becomes
+  # an array inside the trace.
+  layer = noisy_jax.nn.NoisyGRU(4, sigmoid=rnn.UnitNoise("hard_sigmoid", "nah", c=-1.0),
+                                deterministic=True)
   with pytest.raises(ValueError, match=r"^sigmoid\.c must be finite and >= 0"):
-    noisy_jax.nn.NoisyGRU(4, sigmoid=rnn.UnitNoise("hard_sigmoid", "nah", c=-1.0),
-                          deterministic=True).init(jax.random.key(0), jnp.ones((2, 3, 3)))
+    jax.jit(layer.init)(jax.random.key(0), jnp.ones((2, 3, 3)))
+  with pytest.raises(ValueError, match=r"^tanh\.alpha must be finite"):
+    jax.jit(layer.clone(sigmoid=rnn.UnitNoise("hard_sigmoid", "nah"),
+                        tanh=rnn.UnitNoise("hard_tanh", "nan", alpha=float("inf"))).init)(
+        jax.random.key(0), jnp.ones((2, 3, 3)))
 
 
 def test_a_traced_negative_c_is_not_caught_as_documented():

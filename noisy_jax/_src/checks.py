@@ -79,9 +79,13 @@ def broadcastable(value: jax.typing.ArrayLike, argname: str,
 
 def noise_scale(c: jax.typing.ArrayLike, shape: tuple[int, ...],
                 argname: str = "c") -> jax.Array:
-  """The paper's ``c``: broadcastable to ``shape``, finite and >= 0 where concrete."""
+  """The paper's ``c``: broadcastable to ``shape``, finite and >= 0 where concrete.
+
+  Concreteness is judged on ``c`` as given: under a trace, even a Python float turns
+  into a tracer once converted to an array.
+  """
+  value = None if callable(c) else concrete(c)
   c = broadcastable(c, argname, shape)
-  value = concrete(c)
   if value is not None and not (np.all(np.isfinite(value)) and np.all(value >= 0)):
     raise ValueError(
         f"{argname} must be finite and >= 0 (it scales the noise's standard deviation), "
@@ -93,11 +97,11 @@ def noise_scale(c: jax.typing.ArrayLike, shape: tuple[int, ...],
 
 def alpha(value: jax.typing.ArrayLike, shape: tuple[int, ...],
           argname: str = "alpha") -> jax.Array:
-  """The paper's ``alpha``: broadcastable to ``shape``, finite where concrete."""
-  value = broadcastable(value, argname, shape)
+  """The paper's ``alpha``: broadcastable to ``shape``, finite where concrete (as given)."""
+  array = broadcastable(value, argname, shape)
   at_least(value, argname, -np.inf, f"pass a finite {argname}, e.g. the reference default "
            "(None).")
-  return value
+  return array
 
 
 def at_least(value: jax.Array, argname: str, bound: float, fix: str) -> None:
