@@ -54,12 +54,15 @@ def main() -> None:
   parser.add_argument("--name", required=True, help="results file stem")
   parser.add_argument("--rounds", type=int, default=3)
   parser.add_argument("--repeats", type=int, default=10, help="timing repeats per run")
+  parser.add_argument("--benchmarks", default=",".join(BENCHMARKS),
+                      help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
   args = parser.parse_args()
   checkouts = {"before": pathlib.Path(args.before), "after": pathlib.Path(args.after)}
   times: dict[str, dict[str, dict[str, list[float]]]] = {}
   with tempfile.TemporaryDirectory() as tmp:
     for round_index in range(args.rounds):
-      for section, bench in BENCHMARKS.items():
+      for section in args.benchmarks.split(","):
+        bench = BENCHMARKS[section]
         for revision, checkout in checkouts.items():
           outdir = pathlib.Path(tmp) / f"{section}_{revision}_{round_index}"
           outdir.mkdir()
@@ -74,7 +77,8 @@ def main() -> None:
       before = statistics.median(by_revision["before"])
       after = statistics.median(by_revision["after"])
       rows.append({"benchmark": section, "function": name, "before_s": before,
-                   "after_s": after, "ratio": after / before})
+                   "after_s": after, "ratio": after / before,
+                   "rounds_s": by_revision})
   revisions = {revision: subprocess.run(["git", "rev-parse", "--short", "HEAD"],
                                         cwd=checkout, capture_output=True, text=True
                                         ).stdout.strip()
