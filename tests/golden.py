@@ -14,11 +14,9 @@ The file was first written from commit d3f5919 (before the core redesign).
 import functools
 import pathlib
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 import noisy_jax
