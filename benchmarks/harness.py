@@ -25,6 +25,8 @@ RESULTS_DIR = pathlib.Path(__file__).parent / "results"
 
 
 def _compile(fn: Callable, args: tuple) -> tuple[Callable, float]:
+  if isinstance(fn, jax.stages.Compiled):  # compiled by the caller (e.g. under a patch)
+    return fn, 0.0
   start = time.perf_counter()
   compiled = jax.jit(fn).lower(*args).compile()
   return compiled, time.perf_counter() - start
@@ -75,7 +77,8 @@ def compare(
   once, in an order rotated every round, with ``block_until_ready``.
 
   Args:
-    fns: name -> function of ``*args``.
+    fns: name -> function of ``*args``, or an already compiled
+      ``jax.stages.Compiled`` for them (its compile time is then not measured).
     *args: the inputs, moved to the default device here before any timing.
     baseline: the name in ``fns`` that ratios are taken against.
     repeats: number of rounds.

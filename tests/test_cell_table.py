@@ -32,16 +32,15 @@ class MGUWeights(NamedTuple):
   p_candidate: jax.Array
 
 
-def _mgu_elementwise(static, pre, carry, key, small, scales):
+def _mgu_elementwise(static, pre, carry, seeds, small, scales):
   """f = phi_s(z_f); n = phi_t(x W_n + b_n + f (h U_n + b_hn)); h' = (1 - f) h + f n."""
   gate_pre, x_candidate, h_candidate = pre
   recurrent_bias, p_gates, p_candidate = small
-  sigmoid, tanh = rnn._units(static, scales)
-  keys = (None,) * 2 if key is None else jax.random.split(key, 2)
-  forget = rnn._activate(gate_pre, keys[0], p_gates, sigmoid, static.sigmoid_noisy,
-                         static.deterministic)
-  candidate = rnn._activate(x_candidate + forget * (h_candidate + recurrent_bias), keys[1],
-                            p_candidate, tanh, static.tanh_noisy, static.deterministic)
+  sigmoid, tanh = rnn.units(static, scales)
+  seeds = (None,) * 2 if seeds is None else seeds
+  forget = rnn.activate(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy, static)
+  candidate = rnn.activate(x_candidate + forget * (h_candidate + recurrent_bias), seeds[1],
+                           p_candidate, tanh, static.tanh_noisy, static)
   return (1.0 - forget) * carry + forget * candidate
 
 
@@ -69,7 +68,8 @@ def _kernel_grad(h_prev, d_rows, d_h_candidates, x_axes):
 
 MGU = rnn.CellSpec(
     name="mgu", title="MGU", gates=("forget", "candidate"), sigmoid_gates=("forget",),
-    tanh_gates=("candidate",), carry_parts=("hidden",), num_blocks=2,
+    tanh_gates=("candidate",), carry_parts=("hidden",), num_streams=2,
+    stream_widths=lambda h: (h, h), num_blocks=2,
     weights_type=MGUWeights,
     shapes=lambda d, h: {"input_kernel": (d, 2 * h), "recurrent_kernel": (h, 2 * h),
                          "bias": (2 * h,), "recurrent_bias": (h,), "p_gates": (h,),

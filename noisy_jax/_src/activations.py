@@ -7,7 +7,6 @@ activations (Eqs. 3-4), their linearizations (Eqs. 1-2) and the saturation
 magnitude (Eq. 8).
 """
 
-import functools
 import math
 from typing import Any, Literal, NamedTuple
 
@@ -354,14 +353,8 @@ def _nanil_std(delta, p, c, xi, nanil_scale):
   return c * jax.nn.softplus(p * jnp.abs(delta) / (jnp.abs(xi) + 1e-10))
 
 
-# Everything the sample depends on is (x, key, p, c, alpha); jax.checkpoint makes
-# the backward pass recompute the noise from the key instead of saving it. The jit
-# keeps eager-mode gradients inside one traced remat, which the key-reuse checker
-# (jax_debug_key_reuse) knows does not consume the key a second time.
-@functools.partial(jax.jit, static_argnums=(5, 6, 7, 8))
-@functools.partial(jax.checkpoint, static_argnums=(5, 6, 7, 8))
-def _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl):
-  xi = noise.standard_normal(key, x.shape, x.dtype, noise_impl=noise_impl)
+def _sample(x, xi, p, c, alpha, mode, kind, nanil_scale):
+  """The noisy unit at the draw ``xi`` (no remat: autodiff keeps what it needs of it)."""
   if mode in OUTPUT_NOISE_MODES:
     # Eq. 12: alpha h(x) + (1 - alpha) u(x) + d(x) sigma(x) eps.
     mean, scale = _output_noise_terms(x, p, c, alpha, kind)
@@ -382,6 +375,82 @@ def _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl):
     delta = _activation(finite_x, kind) - _linear(finite_x, kind)
     shift = _nanil_std(delta, p, c, xi, nanil_scale) * xi
   return _activation(jnp.where(infinite, x, finite_x + shift), kind)
+
+
+# Everything the sample depends on is (x, key, p, c, alpha); jax.checkpoint makes
+# the backward pass recompute the noise from the key instead of saving it. The jit
+# keeps eager-mode gradients inside one traced remat, which the key-reuse checker
+# (jax_debug_key_reuse) knows does not consume the key a second time.
+def _sample_from_key(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl):
+  xi = noise.standard_normal(key, x.shape, x.dtype, noise_impl=noise_impl)
+  return _sample(x, xi, p, c, alpha, mode, kind, nanil_scale)
+
+
+_rematted_sample = jax.jit(jax.checkpoint(_sample_from_key, static_argnums=(5, 6, 7, 8)),
+                           static_argnums=(5, 6, 7, 8))
+
+
+def _expectation(x, p, c, alpha, mode, kind):
+  """The test-time value of Eq. 13: the noise replaced by its mean."""
+  if mode in INPUT_NOISE_MODES:
+    return _activation(x, kind)
+  mean, scale = _output_noise_terms(x, p, c, alpha, kind)
+  if mode == "nan":  # E[xi] = 0: sigma(x) is not needed (and not computed)
+    return mean
+  return mean + scale * HALF_NORMAL_MEAN
+
+
+def _prepare(x, p, unit: UnitNoise):
+  """The checked inputs of a noisy unit in its compute dtype, its resolved unit, x's dtype."""
+  checks.choice(unit.mode, "mode", MODES)
+  checks.choice(unit.kind, "kind", KINDS)
+  checks.choice(unit.nanil_scale, "nanil_scale", NANIL_SCALES)
+  x = checks.float_array(x)
+  unit = unit.resolved(x.shape)
+  p = checks.broadcastable(p, "p", x.shape)
+  out_dtype = x.dtype
+  compute_dtype = jnp.promote_types(x.dtype, jnp.float32)
+  x, p, c, alpha = (jnp.asarray(v, compute_dtype) for v in (x, p, unit.c, unit.alpha))
+  return x, p, c, alpha, unit, out_dtype
+
+
+def noisy_unit(x: jax.typing.ArrayLike, seed: jax.Array | None, p: jax.typing.ArrayLike,
+               unit: UnitNoise, *, deterministic: bool = False) -> jax.Array:
+  """:func:`noisy_activation` of ``unit`` from seed words or a draw, for layers with their own backward.
+
+  The same checks and numbers as ``noisy_activation(x, key, p, ...)`` with
+  ``noise_impl="hash"``, where ``seed`` is the key's :func:`noise.seed_words`
+  (a layer turns all its step keys into seed words at once, outside its loop), or
+  the draw ``standard_normal(key, x.shape)`` itself (which a layer's backward pass
+  generates for all its steps at once). Unlike :func:`noisy_activation` it has no
+  ``jax.checkpoint`` of its own: differentiated on its own, the draw (or what the
+  gradient needs of it) is kept as a residual. The layers call it inside their
+  own remat (a single step) or their hand-written VJP (a whole sequence), which
+  regenerate the draw once in the backward pass; the public function's remat
+  nested there would draw it twice more.
+
+  Args:
+    x: floating-point pre-activation.
+    seed: ``uint32[2]`` seed words, or a floating draw of ``x``'s shape; unused
+      (may be None) if ``deterministic``.
+    p: the learned ``p``, broadcasting to ``x``.
+    unit: the unit's :class:`UnitNoise`.
+    deterministic: return the test-time expectation (Eq. 13).
+
+  Returns:
+    An array of the same shape and dtype as ``x``.
+  """
+  x, p, c, alpha, unit, out_dtype = _prepare(x, p, unit)
+  if deterministic:
+    return _expectation(x, p, c, alpha, unit.mode, unit.kind).astype(out_dtype)
+  if seed is None:
+    raise ValueError("noisy_unit needs seed words unless deterministic. Fix: pass "
+                     "noise.seed_words(key).")
+  if jnp.issubdtype(seed.dtype, jnp.floating):  # the draw itself, generated ahead
+    xi = seed.astype(x.dtype)
+  else:
+    xi = noise.normal_from_seed(seed, x.shape, x.dtype)
+  return _sample(x, xi, p, c, alpha, unit.mode, unit.kind, unit.nanil_scale).astype(out_dtype)
 
 
 def noisy_activation(
@@ -511,28 +580,14 @@ def noisy_activation(
   References:
     Gulcehre et al., `Noisy Activation Functions <https://arxiv.org/abs/1603.00391>`_, ICML 2016.
   """
-  checks.choice(mode, "mode", MODES)
-  checks.choice(kind, "kind", KINDS)
-  checks.choice(nanil_scale, "nanil_scale", NANIL_SCALES)
   checks.choice(noise_impl, "noise_impl", checks.NOISE_IMPLS)
-  x = checks.float_array(x)
-  unit = UnitNoise(kind, mode, c, alpha, nanil_scale).resolved(x.shape)
-  p = checks.broadcastable(p, "p", x.shape)
+  x, p, c, alpha, _, out_dtype = _prepare(x, p, UnitNoise(kind, mode, c, alpha, nanil_scale))
   key = checks.noise_key(key, deterministic, "the noisy activation")
-
-  out_dtype = x.dtype
-  compute_dtype = jnp.promote_types(x.dtype, jnp.float32)
-  x, p, c, alpha = (jnp.asarray(v, compute_dtype) for v in (x, p, unit.c, unit.alpha))
-
   if deterministic:
-    if mode in INPUT_NOISE_MODES:
-      return _activation(x, kind).astype(out_dtype)
-    noise_mean = HALF_NORMAL_MEAN if mode == "nah" else 0.0
-    mean, scale = _output_noise_terms(x, p, c, alpha, kind)
-    return (mean + scale * noise_mean).astype(out_dtype)
-
+    return _expectation(x, p, c, alpha, mode, kind).astype(out_dtype)
   key = checks.single_key(key)
-  return _sample(x, key, p, c, alpha, mode, kind, nanil_scale, noise_impl).astype(out_dtype)
+  return _rematted_sample(x, key, p, c, alpha, mode, kind, nanil_scale,
+                          noise_impl).astype(out_dtype)
 
 
 def noisy_hard_tanh(

@@ -132,10 +132,39 @@ def random_bits(key: jax.Array, shape: Sequence[int]) -> jax.Array:
     >>> noise.random_bits(jax.random.key(0), (2, 3)).dtype
     dtype('uint32')
   """
-  shape = tuple(shape)
   # The barrier keeps the key's O(1) hashing in its own tiny kernel: fused into the
   # elementwise consumer, XLA could recompute it once per element.
-  seed = lax.optimization_barrier(jax.random.bits(checks.typed_key(key), (2,), jnp.uint32))
+  return _bits_from_seed(lax.optimization_barrier(seed_words(key)), tuple(shape))
+
+
+def seed_words(key: jax.Array) -> jax.Array:
+  """The two ``uint32`` seed words ``(s0, s1)`` that a key's hash draw is made from.
+
+  ``jax.random.bits(key, (2,), uint32)``: the key's single use by
+  :func:`random_bits`/:func:`standard_normal`. Callers that draw many times, such
+  as a recurrent layer over ``T`` steps, turn all their keys into seed words at
+  once (one batched call, see :func:`stream_seeds`) and draw from the words with
+  :func:`normal_from_seed`, which gives the same numbers as drawing from the keys.
+  """
+  return jax.random.bits(checks.typed_key(key), (2,), jnp.uint32)
+
+
+def stream_seeds(key: jax.Array, num_streams: int) -> jax.Array:
+  """``(..., num_streams, 2)`` seed words of ``jax.random.split(key, num_streams)``.
+
+  ``key`` may be an array of keys (a leading batch of steps, say): every key is
+  split and hashed in one batched computation. Row ``i`` of a key's result holds
+  the seed words of its ``i``-th split key, so ``normal_from_seed(seeds[i], ...)``
+  is ``standard_normal(jax.random.split(key, num_streams)[i], ...)``.
+  """
+  key = checks.typed_key(key)
+  split = lambda k: jax.vmap(seed_words)(jax.random.split(k, num_streams))
+  for _ in range(key.ndim):
+    split = jax.vmap(split)
+  return split(key)
+
+
+def _bits_from_seed(seed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   low, high = _index_words(shape)
   second = seed[1] if high is None else seed[1] + high * jnp.uint32(_GOLDEN)
   return _mix(_mix(low + seed[0]) ^ second)
@@ -167,6 +196,24 @@ def _normal_from_symmetric_uniform(v: jax.Array) -> jax.Array:
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _hash_normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
   bits = random_bits(key, shape)
+  return _normal_from_symmetric_uniform(_symmetric_uniform(bits)).astype(dtype)
+
+
+def normal_from_seed(seed: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+  """``standard_normal(key, shape, dtype)`` from the key's :func:`seed_words`.
+
+  Not jitted, so that it fuses into its caller's kernel (a layer's step); the
+  numbers are those of ``noise_impl="hash"``.
+
+  Args:
+    seed: ``uint32[2]``, the :func:`seed_words` of a key.
+    shape: shape of the result.
+    dtype: floating dtype of the result (computed in float32, then cast).
+
+  Returns:
+    An array of ``shape`` and ``dtype``.
+  """
+  bits = _bits_from_seed(seed, tuple(shape))
   return _normal_from_symmetric_uniform(_symmetric_uniform(bits)).astype(dtype)
 
 

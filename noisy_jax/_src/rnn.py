@@ -41,6 +41,7 @@ import numpy as np
 
 from noisy_jax._src import activations
 from noisy_jax._src import checks
+from noisy_jax._src import noise
 
 UnitNoise = activations.UnitNoise
 SIGMOID_UNIT = activations.SIGMOID_UNIT
@@ -96,6 +97,10 @@ class CellSpec(NamedTuple):
     sigmoid_gates: the gates whose units are sigmoids, in column order.
     tanh_gates: the tanh units, in the order the step applies them.
     carry_parts: names of the carry's arrays (one array, or a tuple of them).
+    num_streams: independent noise streams per step: a step's key is split into
+      this many keys (``jax.random.split``), one per noisy call.
+    stream_widths: ``H -> widths``: the last axis of each stream's draw (its
+      pre-activation's width), e.g. ``(3H, H, H)`` for the LSTM.
     num_blocks: column blocks of the fused kernels (``G = num_blocks * H``).
     weights_type: the NamedTuple of parameters; field order = parameter order.
     shapes: ``(D, H) -> {name: shape}`` of the parameters.
@@ -107,7 +112,11 @@ class CellSpec(NamedTuple):
     load: ``(row, extra) -> pre``, the inverse of ``store``.
     kernel_grad: ``(h_prev, d_rows, d_extras, x_axes) -> d_recurrent_kernel`` from
       the stacked previous outputs and the cotangents of the rows and extras.
-    elementwise: ``(static, pre, carry, key, small, scales) -> new_carry``.
+    elementwise: ``(static, pre, carry, seeds, small, scales) -> new_carry``, where
+      ``seeds`` is None (nothing is drawn) or holds one entry per stream: the
+      ``(num_streams, 2)`` seed words of the step's split keys
+      (:func:`noise.stream_seeds`), or, in the scan's backward pass, the draws
+      themselves. Stream ``i`` is drawn by :func:`activate` from ``seeds[i]``.
   """
 
   name: str
@@ -116,6 +125,8 @@ class CellSpec(NamedTuple):
   sigmoid_gates: tuple[str, ...]
   tanh_gates: tuple[str, ...]
   carry_parts: tuple[str, ...]
+  num_streams: int
+  stream_widths: Callable[[int], tuple[int, ...]]
   num_blocks: int
   weights_type: type
   shapes: Callable[[int, int], dict[str, tuple[int, ...]]]
@@ -128,56 +139,57 @@ class CellSpec(NamedTuple):
   elementwise: Callable
 
 
-def _activate(x, key, p, noise: UnitNoise, noisy: tuple[bool, ...], deterministic):
-  """Noisy activation of ``len(noisy)`` equal column blocks of ``x``; quiet blocks get h(x)."""
+def activate(x, seed, p, unit: UnitNoise, noisy: tuple[bool, ...], static: _Static):
+  """Noisy activation of ``len(noisy)`` equal column blocks of ``x``; quiet blocks get h(x).
+
+  The building block of a :class:`CellSpec`'s elementwise step: ``seed`` is one
+  entry of its ``seeds`` (None when nothing is drawn).
+  """
   if not any(noisy):
-    return activations.activation(x, kind=noise.kind)
-  y = activations.noisy_activation(
-      x, key, p, noise.c, noise.alpha, noise.mode, kind=noise.kind,
-      deterministic=deterministic, nanil_scale=noise.nanil_scale,
-  )
+    return activations.activation(x, kind=unit.kind)
+  # No remat of its own: the single step's checkpoint and the scan's hand-written
+  # VJP each regenerate the draw once in the backward pass.
+  y = activations.noisy_unit(x, seed, p, unit, deterministic=static.deterministic)
   if all(noisy):
     return y
   mask = np.repeat(np.asarray(noisy), x.shape[-1] // len(noisy))
-  return jnp.where(mask, y, activations.activation(x, kind=noise.kind))
+  return jnp.where(mask, y, activations.activation(x, kind=unit.kind))
 
 
-def _units(static: _Static, scales):
+def units(static: _Static, scales):
   """The resolved sigmoid and tanh units: the static settings with ``(c, alpha)``."""
   c_sig, alpha_sig, c_tanh, alpha_tanh = scales
   return (static.sigmoid._replace(c=c_sig, alpha=alpha_sig),
           static.tanh._replace(c=c_tanh, alpha=alpha_tanh))
 
 
-def _lstm_elementwise(static: _Static, pre, carry, key, small, scales):
+def _lstm_elementwise(static: _Static, pre, carry, seeds, small, scales):
   """The elementwise part of an LSTM step: ``(z,)`` and ``(cell, hidden)`` -> new carry."""
   (z,), (cell, _) = pre, carry
   p_gates, p_candidate, p_cell = small
-  sigmoid, tanh = _units(static, scales)
+  sigmoid, tanh = units(static, scales)
   hidden = cell.shape[-1]
-  keys = (None,) * 3 if key is None else jax.random.split(key, 3)
-  gates = _activate(z[..., : 3 * hidden], keys[0], p_gates, sigmoid, static.sigmoid_noisy,
-                    static.deterministic)
-  candidate = _activate(z[..., 3 * hidden:], keys[1], p_candidate, tanh,
-                        static.tanh_noisy[:1], static.deterministic)
+  seeds = (None,) * 3 if seeds is None else seeds
+  gates = activate(z[..., : 3 * hidden], seeds[0], p_gates, sigmoid, static.sigmoid_noisy,
+                   static)
+  candidate = activate(z[..., 3 * hidden:], seeds[1], p_candidate, tanh,
+                       static.tanh_noisy[:1], static)
   input_gate, forget_gate, output_gate = jnp.split(gates, 3, axis=-1)
   new_cell = forget_gate * cell + input_gate * candidate
-  squashed = _activate(new_cell, keys[2], p_cell, tanh, static.tanh_noisy[1:],
-                       static.deterministic)
+  squashed = activate(new_cell, seeds[2], p_cell, tanh, static.tanh_noisy[1:], static)
   return new_cell, output_gate * squashed
 
 
-def _gru_elementwise(static: _Static, pre, carry, key, small, scales):
+def _gru_elementwise(static: _Static, pre, carry, seeds, small, scales):
   """The elementwise part of a GRU step: the gates' sum, the candidate halves, h -> h."""
   gate_pre, x_candidate, h_candidate = pre
   recurrent_bias, p_gates, p_candidate = small
-  sigmoid, tanh = _units(static, scales)
-  keys = (None,) * 2 if key is None else jax.random.split(key, 2)
-  gates = _activate(gate_pre, keys[0], p_gates, sigmoid, static.sigmoid_noisy,
-                    static.deterministic)
+  sigmoid, tanh = units(static, scales)
+  seeds = (None,) * 2 if seeds is None else seeds
+  gates = activate(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy, static)
   reset, update = jnp.split(gates, 2, axis=-1)
-  candidate = _activate(x_candidate + reset * (h_candidate + recurrent_bias), keys[1],
-                        p_candidate, tanh, static.tanh_noisy, static.deterministic)
+  candidate = activate(x_candidate + reset * (h_candidate + recurrent_bias), seeds[1],
+                       p_candidate, tanh, static.tanh_noisy, static)
   return (1.0 - update) * candidate + update * carry
 
 
@@ -213,7 +225,8 @@ def _gru_kernel_grad(h_prev, d_rows, d_h_candidates, x_axes):
 LSTM = CellSpec(
     name="lstm", title="LSTM", gates=LSTM_GATES,
     sigmoid_gates=("input", "forget", "output"), tanh_gates=("candidate", "cell"),
-    carry_parts=("cell", "hidden"), num_blocks=4, weights_type=LSTMWeights,
+    carry_parts=("cell", "hidden"), num_streams=3, stream_widths=lambda h: (3 * h, h, h),
+    num_blocks=4, weights_type=LSTMWeights,
     shapes=lambda d, h: {
         "input_kernel": (d, 4 * h), "recurrent_kernel": (h, 4 * h), "bias": (4 * h,),
         "p_gates": (3 * h,), "p_candidate": (h,), "p_cell": (h,)},
@@ -230,7 +243,7 @@ LSTM = CellSpec(
 GRU = CellSpec(
     name="gru", title="GRU", gates=GRU_GATES,
     sigmoid_gates=("reset", "update"), tanh_gates=("candidate",),
-    carry_parts=("hidden",), num_blocks=3, weights_type=GRUWeights,
+    carry_parts=("hidden",), num_streams=2, stream_widths=lambda h: (2 * h, h), num_blocks=3, weights_type=GRUWeights,
     shapes=lambda d, h: {
         "input_kernel": (d, 3 * h), "recurrent_kernel": (h, 3 * h), "bias": (3 * h,),
         "recurrent_bias": (h,), "p_gates": (2 * h,), "p_candidate": (h,)},
@@ -379,14 +392,14 @@ def _scales(spec: CellSpec, sigmoid: UnitNoise, tanh: UnitNoise, batch_shape, hi
   return sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha
 
 
-def _elementwise_remat(spec: CellSpec, static: _Static, pre, carry, key, small, scales):
-  return spec.elementwise(static, pre, carry, key, small, scales)
+def _elementwise_remat(spec: CellSpec, static: _Static, pre, carry, seeds, small, scales):
+  return spec.elementwise(static, pre, carry, seeds, small, scales)
 
 
 # For a single step under autodiff: jax.checkpoint makes the backward pass recompute
-# gates and noise from the pre-activations, the previous state and the key. The jit
-# keeps an eager-mode gradient inside one traced remat, which the key-reuse checker
-# (jax_debug_key_reuse) knows does not consume the key a second time.
+# gates and noise from the pre-activations, the previous state and the seed words
+# (one draw forward, one in the backward pass). The jit lets an eager-mode gradient
+# run the same fused kernels as a jitted caller.
 _step_elementwise = jax.jit(jax.checkpoint(_elementwise_remat, static_argnums=(0, 1)),
                             static_argnums=(0, 1))
 
@@ -442,7 +455,8 @@ def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights
   # input and recurrent halves whole.
   pre = spec.split(x_proj, r)
   scales = _scales(spec, sigmoid, tanh, r.shape[:-1], hidden)
-  new_carry = _step_elementwise(spec, static, pre, carry, key, spec.small(weights), scales)
+  seeds = None if key is None else noise.stream_seeds(key, spec.num_streams)
+  new_carry = _step_elementwise(spec, static, pre, carry, seeds, spec.small(weights), scales)
   return new_carry, _hidden(spec, new_carry)
 
 
@@ -539,23 +553,12 @@ class _Scan(NamedTuple):
   spec: CellSpec
   static: _Static
   unroll: int
-  key_impl: Any = None  # PRNG implementation of the step keys, scanned as raw data
   time_axis: int = 0  # of the input projections: 1 keeps batch-major inputs untransposed
 
 
-def _step_key(scan: _Scan, key_data):
-  """The typed key of one step from its raw data (None when nothing is noisy).
-
-  The scans carry raw key data, not typed keys: wrapping it inside the step makes
-  each step's key a fresh one for the key-reuse checker (jax_debug_key_reuse),
-  also under ``jax.vmap``, and lets the backward pass draw the forward noise again.
-  """
-  return None if key_data is None else jax.random.wrap_key_data(key_data, impl=scan.key_impl)
-
-
-def _masked_step(scan: _Scan, pre, carry, key, valid, small, scales):
+def _masked_step(scan: _Scan, pre, carry, seeds, valid, small, scales):
   """One step's elementwise part, masked: ``(new_carry, y)``."""
-  new_carry = scan.spec.elementwise(scan.static, pre, carry, key, small, scales)
+  new_carry = scan.spec.elementwise(scan.static, pre, carry, seeds, small, scales)
   y = _hidden(scan.spec, new_carry)
   if valid is not None:
     # Past its length a sequence keeps its carry and outputs zeros.
@@ -569,28 +572,27 @@ def _row(scan: _Scan, buffer, t):
   return jax.lax.dynamic_index_in_dim(buffer, t, axis=scan.time_axis, keepdims=False)
 
 
-def _forward(scan: _Scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
+def _forward(scan: _Scan, recurrent_kernel, small, scales, x_proj, seeds, valid, carry):
   def body(carry, inputs):
-    t, key_data_t, valid_t = inputs
+    t, seeds_t, valid_t = inputs
     pre = scan.spec.split(_row(scan, x_proj, t),
                           jnp.dot(_hidden(scan.spec, carry), recurrent_kernel))
-    return _masked_step(scan, pre, carry, _step_key(scan, key_data_t), valid_t, small,
-                        scales)
+    return _masked_step(scan, pre, carry, seeds_t, valid_t, small, scales)
 
   steps = jnp.arange(x_proj.shape[scan.time_axis])
-  return jax.lax.scan(body, carry, (steps, key_data, valid), unroll=scan.unroll)
+  return jax.lax.scan(body, carry, (steps, seeds, valid), unroll=scan.unroll)
 
 
 # The whole recurrence has a hand-written VJP, as cuDNN's RNNs do. The forward scan
 # overwrites each step's input projection in place with what its elementwise part
 # reads (CellSpec.store) and stacks the previous states; no gate value and no noise
-# is kept. The backward scan regenerates the noise from the step keys, does one
+# is kept. The backward scan regenerates the noise from the step seeds, does one
 # (B, G) x (G, H) matmul per step and writes each step's cotangent over its
 # pre-activations, in the same buffer; the recurrent kernel's gradient is then one
 # (H, T B) x (T B, G) matmul instead of T small ones inside the loop.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _recurrence(scan: _Scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
-  return _forward(scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry)
+def _recurrence(scan: _Scan, recurrent_kernel, small, scales, x_proj, seeds, valid, carry):
+  return _forward(scan, recurrent_kernel, small, scales, x_proj, seeds, valid, carry)
 
 
 def _overwrite_and_prefetch(buffer, row, t, next_t, axis):
@@ -604,37 +606,51 @@ def _overwrite_and_prefetch(buffer, row, t, next_t, axis):
   return buffer, jax.lax.dynamic_index_in_dim(buffer, next_t, axis=axis, keepdims=False)
 
 
-def _recurrence_fwd(scan, recurrent_kernel, small, scales, x_proj, key_data, valid, carry):
+def _recurrence_fwd(scan, recurrent_kernel, small, scales, x_proj, seeds, valid, carry):
   last = x_proj.shape[scan.time_axis] - 1
 
   def body(state, inputs):
     carry, x_proj_t, buffer = state
-    t, key_data_t, valid_t = inputs
+    t, seeds_t, valid_t = inputs
     pre = scan.spec.split(x_proj_t, jnp.dot(_hidden(scan.spec, carry), recurrent_kernel))
-    new_carry, y = _masked_step(scan, pre, carry, _step_key(scan, key_data_t), valid_t,
-                                small, scales)
+    new_carry, y = _masked_step(scan, pre, carry, seeds_t, valid_t, small, scales)
     row, extra = scan.spec.store(pre)
     buffer, x_proj_next = _overwrite_and_prefetch(buffer, row, t, jnp.minimum(t + 1, last),
                                                   scan.time_axis)
     return (new_carry, x_proj_next, buffer), (y, carry, extra)
 
   (carry, _, buffer), (ys, carries, extras) = jax.lax.scan(
-      body, (carry, _row(scan, x_proj, 0), x_proj), (jnp.arange(last + 1), key_data, valid),
+      body, (carry, _row(scan, x_proj, 0), x_proj), (jnp.arange(last + 1), seeds, valid),
       unroll=scan.unroll)
-  residuals = (recurrent_kernel, small, scales, key_data, valid, buffer, carries, extras)
+  residuals = (recurrent_kernel, small, scales, seeds, valid, buffer, carries, extras)
   return (carry, ys), residuals
 
 
+def _draws(spec: CellSpec, seeds, carries):
+  """Every step's noise, ``(T, B, width)`` per stream, from ``(T, num_streams, 2)`` seeds."""
+  if seeds is None:
+    return None
+  hidden = _hidden(spec, carries)
+  batch_shape = hidden.shape[1:-1]
+  return tuple(
+      jax.vmap(lambda s, w=width: noise.normal_from_seed(s, batch_shape + (w,), hidden.dtype))(
+          seeds[:, i])
+      for i, width in enumerate(spec.stream_widths(hidden.shape[-1])))
+
+
 def _recurrence_bwd(scan, residuals, cotangents):
-  recurrent_kernel, small, scales, key_data, valid, buffer, carries, extras = residuals
+  recurrent_kernel, small, scales, seeds, valid, buffer, carries, extras = residuals
   d_carry, d_ys = cotangents
   last = buffer.shape[scan.time_axis] - 1
+  # The forward steps' noise drawn again, all steps at once, before the loop: a
+  # step's several cotangent computations then read its draw from memory.
+  draws = _draws(scan.spec, seeds, carries)
 
   def body(state, inputs):
     d_carry, d_small, row, buffer, extra, extras = state
-    t, carry, key_data_t, valid_t, d_y = inputs
-    key_t = _step_key(scan, key_data_t)  # the forward step's key: the same noise again
-    step_fn = lambda pre, carry, small: _masked_step(scan, pre, carry, key_t, valid_t, *small)
+    t, carry, draws_t, valid_t, d_y = inputs
+    step_fn = lambda pre, carry, small: _masked_step(scan, pre, carry, draws_t, valid_t,
+                                                     *small)
     _, vjp = jax.vjp(step_fn, scan.spec.load(row, extra), carry, (small, scales))
     d_pre, d_carry_prev, d_small_t = vjp((d_carry, d_y))
     d_x_proj, d_r = scan.spec.split_transpose(d_pre)
@@ -652,7 +668,7 @@ def _recurrence_bwd(scan, residuals, cotangents):
   extra = None if extras is None else extras[last]
   state = (d_carry, zeros, _row(scan, buffer, last), buffer, extra, extras)
   (d_carry, (d_small, d_scales), _, d_rows, _, d_extras), _ = jax.lax.scan(
-      body, state, (jnp.arange(last + 1), carries, key_data, valid, d_ys), reverse=True,
+      body, state, (jnp.arange(last + 1), carries, draws, valid, d_ys), reverse=True,
       unroll=scan.unroll)
   h_prev = _hidden(scan.spec, carries)  # (T, B, H)
   x_axes = "tbg" if scan.time_axis == 0 else "btg"
@@ -677,10 +693,13 @@ def _flip(xs: jax.Array, seq_lengths: jax.Array | None, time_axis: int) -> jax.A
   return jnp.take_along_axis(xs, index[..., None], axis=time_axis)
 
 
-def _step_key_data(key: jax.Array | None, num_steps: int):
-  """Raw data and implementation of the step keys (one key split, or one key per step)."""
+def _step_seeds(key: jax.Array | None, num_steps: int, num_streams: int):
+  """``(T, num_streams, 2)`` seed words of the step keys (one key split, or one per step).
+
+  All computed at once, before the loop: a step then only hashes its elements.
+  """
   if key is None:
-    return None, None
+    return None
   # One key is split into the step keys; a (T,) array already is one key per step
   # (the Flax layers pass the keys their cells would draw under nn.RNN/nnx.RNN).
   keys = jax.random.split(key, num_steps) if key.ndim == 0 else key
@@ -690,7 +709,7 @@ def _step_key_data(key: jax.Array | None, num_steps: int):
         f"a key array of shape {key.shape}. Fix: pass jax.random.key(seed), or "
         f"jax.random.split(key, {num_steps}) for explicit step keys."
     )
-  return jax.random.key_data(keys), jax.random.key_impl(keys)
+  return noise.stream_seeds(keys, num_streams)
 
 
 def sequence(
@@ -735,10 +754,10 @@ def sequence(
   # All T input projections in one matmul, in the inputs' own layout: the scan
   # indexes the time axis in place rather than transposing this big buffer.
   x_proj = jnp.dot(xs, weights.input_kernel) + weights.bias
-  key_data, key_impl = _step_key_data(key, num_steps)
-  scan = _Scan(spec, static, unroll, key_impl, time_axis)
+  seeds = _step_seeds(key, num_steps, spec.num_streams)
+  scan = _Scan(spec, static, unroll, time_axis)
   carry, ys = _recurrence(scan, weights.recurrent_kernel, spec.small(weights), scales, x_proj,
-                          key_data, valid, initial_carry)
+                          seeds, valid, initial_carry)
   if not time_major:
     ys = jnp.swapaxes(ys, 0, 1)
   if reverse and keep_order:
