@@ -63,7 +63,7 @@ def generator_off():
     del key_or_seed
     return jnp.full(shape, 0.5, dtype)
   with mock.patch.object(noise, "_hash_normal", constant), \
-       mock.patch.object(noise, "normal_from_seed", constant):
+       mock.patch.object(noise, "_seeded_normal", constant):
     yield
 
 

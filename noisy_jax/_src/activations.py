@@ -414,8 +414,19 @@ def _prepare(x, p, unit: UnitNoise):
   return x, p, c, alpha, unit, out_dtype
 
 
+def _materialized_normal(seed, shape, dtype):
+  """``noise.normal_from_seed`` as the output of a conditional, which XLA cannot fuse away.
+
+  Both branches draw the same numbers; the predicate only makes the conditional
+  opaque to XLA, so that the draw is computed once and read by every consumer.
+  """
+  draw = lambda seed: noise.normal_from_seed(seed, shape, dtype)
+  return jax.lax.cond(seed[0] > seed[1], draw, draw, seed)
+
+
 def noisy_unit(x: jax.typing.ArrayLike, seed: jax.Array | None, p: jax.typing.ArrayLike,
-               unit: UnitNoise, *, deterministic: bool = False) -> jax.Array:
+               unit: UnitNoise, *, deterministic: bool = False,
+               materialize: bool = False) -> jax.Array:
   """:func:`noisy_activation` of ``unit`` from seed words or a draw, for layers with their own backward.
 
   The same checks and numbers as ``noisy_activation(x, key, p, ...)`` with
@@ -436,6 +447,12 @@ def noisy_unit(x: jax.typing.ArrayLike, seed: jax.Array | None, p: jax.typing.Ar
     p: the learned ``p``, broadcasting to ``x``.
     unit: the unit's :class:`UnitNoise`.
     deterministic: return the test-time expectation (Eq. 13).
+    materialize: draw from ``seed`` in a kernel of its own and keep the draw in
+      memory for its consumers. Inside a loop's backward pass a draw has several
+      consumers (the gradients of ``x`` and ``p`` and the recomputed value), and
+      XLA:CPU fuses a copy of the generator's cheap arithmetic into each of them
+      (``lax.optimization_barrier`` does not stop it); this draws once. Costs a
+      small kernel and a store per draw where there is one consumer.
 
   Returns:
     An array of the same shape and dtype as ``x``.
@@ -448,6 +465,8 @@ def noisy_unit(x: jax.typing.ArrayLike, seed: jax.Array | None, p: jax.typing.Ar
                      "noise.seed_words(key).")
   if jnp.issubdtype(seed.dtype, jnp.floating):  # the draw itself, generated ahead
     xi = seed.astype(x.dtype)
+  elif materialize:
+    xi = _materialized_normal(seed, x.shape, x.dtype)
   else:
     xi = noise.normal_from_seed(seed, x.shape, x.dtype)
   return _sample(x, xi, p, c, alpha, unit.mode, unit.kind, unit.nanil_scale).astype(out_dtype)

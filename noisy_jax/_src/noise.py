@@ -202,8 +202,8 @@ def _hash_normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> ja
 def normal_from_seed(seed: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
   """``standard_normal(key, shape, dtype)`` from the key's :func:`seed_words`.
 
-  Not jitted, so that it fuses into its caller's kernel (a layer's step); the
-  numbers are those of ``noise_impl="hash"``.
+  The numbers of ``noise_impl="hash"``; under a caller's ``jit`` it fuses into the
+  caller's kernel (a layer's step), and an eager call runs the same fused code.
 
   Args:
     seed: ``uint32[2]``, the :func:`seed_words` of a key.
@@ -213,7 +213,12 @@ def normal_from_seed(seed: jax.Array, shape: Sequence[int], dtype=jnp.float32) -
   Returns:
     An array of ``shape`` and ``dtype``.
   """
-  bits = _bits_from_seed(seed, tuple(shape))
+  return _seeded_normal(seed, tuple(shape), jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _seeded_normal(seed: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
+  bits = _bits_from_seed(seed, shape)
   return _normal_from_symmetric_uniform(_symmetric_uniform(bits)).astype(dtype)
 
 

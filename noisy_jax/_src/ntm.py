@@ -49,6 +49,7 @@ import jax.numpy as jnp
 from noisy_jax._src import activations
 from noisy_jax._src import addressing
 from noisy_jax._src import checks
+from noisy_jax._src import noise
 from noisy_jax._src import rnn
 
 HEAD_GATES = ("interpolation", "erase")
@@ -186,9 +187,15 @@ def _gate(x, key, p, gate: activations.UnitNoise, noisy: bool, deterministic: bo
   """
   if not noisy:
     return activations.activation(x, kind=gate.kind)
-  y = activations.noisy_activation(x, key, p, gate.c, gate.alpha, gate.mode, kind=gate.kind,
-                                   deterministic=deterministic, nanil_scale=gate.nanil_scale)
+  y = _noisy_unit(x, key, p, gate, deterministic)
   return y + jax.lax.stop_gradient(jnp.clip(y, 0.0, 1.0) - y)
+
+
+def _noisy_unit(x, key, p, unit: activations.UnitNoise, deterministic: bool):
+  """A noisy unit with no remat of its own: ntm_step checkpoints its noisy part once."""
+  seed = None if deterministic else noise.seed_words(key)
+  return activations.noisy_unit(x, seed, p, unit, deterministic=deterministic,
+                                materialize=True)
 
 
 # The controllers. A step maps (state, x, weights, key) to (new_state, hidden), both
@@ -199,7 +206,8 @@ def _lstm_step(state, x, weights: rnn.LSTMWeights, key, *, sigmoid, tanh, noisy_
                deterministic, clip_value):
   x_proj = rnn.input_projection(x, weights.input_kernel, weights.bias)
   (c, h), _ = rnn.lstm_step(state, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
-                            noisy_gates=noisy_gates, deterministic=deterministic)
+                            noisy_gates=noisy_gates, deterministic=deterministic,
+                            remat=False)
   new_state = (_clip(c, clip_value), _clip(h, clip_value))
   return new_state, new_state[1]
 
@@ -217,9 +225,7 @@ def _feedforward_step(state, x, weights: FeedForwardWeights, key, *, sigmoid, ta
   if "hidden" not in noisy_gates:
     hidden = activations.activation(z, kind=tanh.kind)
   else:
-    hidden = activations.noisy_activation(
-        z, key, weights.p, tanh.c, tanh.alpha, tanh.mode, kind=tanh.kind,
-        deterministic=deterministic, nanil_scale=tanh.nanil_scale)
+    hidden = _noisy_unit(z, key, weights.p, tanh, deterministic)
   return (), _clip(hidden, clip_value)
 
 
@@ -237,7 +243,9 @@ class ControllerSpec(NamedTuple):
     state_parts: names of its state's arrays, each ``(..., H)`` and zero in a
       fresh state; ``()`` for a stateless controller.
     step: ``(state, x, weights, key, *, sigmoid, tanh, noisy_gates, deterministic,
-      clip_value) -> (new_state, hidden)``, both clipped to ``clip_value``.
+      clip_value) -> (new_state, hidden)``, both clipped to ``clip_value``. It runs
+      inside :func:`ntm_step`'s checkpoint, so its noisy units have no remat of
+      their own (``rnn.lstm_step(..., remat=False)``, :func:`activations.noisy_unit`).
   """
 
   name: str
@@ -644,13 +652,28 @@ def ntm_step(
       (None,) * 3 if deterministic else jax.random.split(key, 3))
 
   reads, prev_weighting = _previous_reads_and_weighting(state, weights)
-  controller_state, hidden = _controller_step(
-      spec, state.controller, inputs, reads, weights.controller, controller_key,
-      sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates, deterministic=deterministic,
-      clip_value=clip_value)
-  head = _head_params(hidden, weights, gate_key, erase_key, shift_range=shift_range,
-                      sigmoid=sigmoid, noisy_gates=noisy_gates, deterministic=deterministic,
-                      clip_value=clip_value)
+
+  def noisy_part(controller_state, inputs, reads, weights, keys, scales):
+    """The controller and the heads' parameters: every noisy unit of the step."""
+    units = (sigmoid._replace(c=scales[0], alpha=scales[1]),
+             tanh._replace(c=scales[2], alpha=scales[3]))
+    controller_state, hidden = _controller_step(
+        spec, controller_state, inputs, reads, weights.controller, keys[0],
+        sigmoid=units[0], tanh=units[1], noisy_gates=noisy_gates,
+        deterministic=deterministic, clip_value=clip_value)
+    head = _head_params(hidden, weights, keys[1], keys[2], shift_range=shift_range,
+                        sigmoid=units[0], noisy_gates=noisy_gates,
+                        deterministic=deterministic, clip_value=clip_value)
+    return controller_state, hidden, head
+
+  if not deterministic:
+    # One checkpoint per step, around all its noise: a gradient draws every unit's
+    # noise once more instead of storing it, and keeps the matmuls' outputs.
+    noisy_part = jax.checkpoint(
+        noisy_part, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+  controller_state, hidden, head = noisy_part(
+      state.controller, inputs, reads, weights, (controller_key, gate_key, erase_key),
+      (sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha))
   weighting = _address(state.memory, prev_weighting, head)
   new_reads, read_weighting, write_weighting, memory = _update_memory(
       state.memory, weighting, head, jnp.shape(weights.initial_reads)[0])

@@ -81,6 +81,9 @@ class _Static(NamedTuple):
   sigmoid_noisy: tuple[bool, ...]  # one flag per sigmoid gate, in column order
   tanh_noisy: tuple[bool, ...]  # one flag per tanh unit, in CellSpec.tanh_gates order
   deterministic: bool
+  # A single step (in a caller's loop, under remat): each draw made once, in a
+  # kernel of its own, for its several consumers in the backward pass.
+  materialize_noise: bool = False
 
 
 class CellSpec(NamedTuple):
@@ -149,7 +152,8 @@ def activate(x, seed, p, unit: UnitNoise, noisy: tuple[bool, ...], static: _Stat
     return activations.activation(x, kind=unit.kind)
   # No remat of its own: the single step's checkpoint and the scan's hand-written
   # VJP each regenerate the draw once in the backward pass.
-  y = activations.noisy_unit(x, seed, p, unit, deterministic=static.deterministic)
+  y = activations.noisy_unit(x, seed, p, unit, deterministic=static.deterministic,
+                             materialize=static.materialize_noise)
   if all(noisy):
     return y
   mask = np.repeat(np.asarray(noisy), x.shape[-1] // len(noisy))
@@ -392,7 +396,7 @@ def _scales(spec: CellSpec, sigmoid: UnitNoise, tanh: UnitNoise, batch_shape, hi
   return sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha
 
 
-def _elementwise_remat(spec: CellSpec, static: _Static, pre, carry, seeds, small, scales):
+def _elementwise(spec: CellSpec, static: _Static, pre, carry, seeds, small, scales):
   return spec.elementwise(static, pre, carry, seeds, small, scales)
 
 
@@ -400,7 +404,7 @@ def _elementwise_remat(spec: CellSpec, static: _Static, pre, carry, seeds, small
 # gates and noise from the pre-activations, the previous state and the seed words
 # (one draw forward, one in the backward pass). The jit lets an eager-mode gradient
 # run the same fused kernels as a jitted caller.
-_step_elementwise = jax.jit(jax.checkpoint(_elementwise_remat, static_argnums=(0, 1)),
+_step_elementwise = jax.jit(jax.checkpoint(_elementwise, static_argnums=(0, 1)),
                             static_argnums=(0, 1))
 
 
@@ -439,7 +443,8 @@ def _for_cell(generic: Callable, spec: CellSpec, name: str, doc: str) -> Callabl
 def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights: Any,
          key: jax.Array | None = None, *,
          sigmoid: UnitNoise = SIGMOID_UNIT, tanh: UnitNoise = TANH_UNIT,
-         noisy_gates: Sequence[str] | None = None, deterministic: bool = False):
+         noisy_gates: Sequence[str] | None = None, deterministic: bool = False,
+         remat: bool = True):
   """One step of any cell of :data:`CELLS`; see :func:`lstm_step` and :func:`gru_step`."""
   spec = cell_spec(cell)
   weights = spec.weights_type(*weights)
@@ -448,7 +453,8 @@ def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights
   carry = checks.carry(carry, spec.carry_parts, hidden, spec.title)
   noisy_gates = checks.gate_names(spec.gates if noisy_gates is None else noisy_gates,
                                   spec.gates)
-  static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)
+  static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)._replace(
+      materialize_noise=True)
   key = checks.noise_key(key, static.deterministic or not noisy_gates, "the noisy cell")
   r = jnp.dot(_hidden(spec, carry), recurrent_kernel)
   # Only what the elementwise part reads is kept for the backward pass, not the
@@ -456,7 +462,10 @@ def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights
   pre = spec.split(x_proj, r)
   scales = _scales(spec, sigmoid, tanh, r.shape[:-1], hidden)
   seeds = None if key is None else noise.stream_seeds(key, spec.num_streams)
-  new_carry = _step_elementwise(spec, static, pre, carry, seeds, spec.small(weights), scales)
+  # Nothing drawn, nothing to regenerate: without noise the step keeps its gate
+  # values for the backward pass, as flax's cells do.
+  elementwise = _step_elementwise if remat and seeds is not None else _elementwise
+  new_carry = elementwise(spec, static, pre, carry, seeds, spec.small(weights), scales)
   return new_carry, _hidden(spec, new_carry)
 
 
@@ -485,6 +494,10 @@ lstm_step = _for_cell(step, LSTM, "lstm_step", r"""One step of the noisy LSTM (e
     noisy_gates: names from ``("input", "forget", "output", "candidate", "cell")``
       whose activation is noisy; the others use the plain activation ``kind``.
     deterministic: replace the noise by its expectation (Eq. 13).
+    remat: with noise, wrap the elementwise part in ``jax.checkpoint`` (default),
+      so that a gradient draws the noise once more instead of storing it and the
+      gate values. Pass False only inside a checkpoint of your own (as the NTM
+      does). Without noise there is no remat: the gate values are kept.
 
   Returns:
     ``((cell_t, hidden_t), hidden_t)``, the new carry and the output.
@@ -527,6 +540,7 @@ gru_step = _for_cell(step, GRU, "gru_step", r"""One step of the noisy GRU (every
     noisy_gates: names from ``("reset", "update", "candidate")`` whose activation
       is noisy; the others use the plain activation ``kind``.
     deterministic: replace the noise by its expectation (Eq. 13).
+    remat: see :func:`lstm_step`.
 
   Returns:
     ``(hidden_t, hidden_t)``, the new carry and the output.
