@@ -14,7 +14,7 @@ Usage::
   python -m benchmarks.run_all --only activations   # defaults for the device
 
 Writes the ``activations`` section of ``benchmarks/results/<device>.json`` and the
-device's table in the "Activations (issue 4)" section of ``BENCHMARKS.md``.
+device's table in ``benchmarks/results/<device>.md`` (linked from BENCHMARKS.md).
 """
 
 import argparse
@@ -284,7 +284,7 @@ if __name__ == "__main__":
   parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
   parser.add_argument("--dtypes", nargs="+", default=list(DTYPES))
   parser.add_argument("--outdir", default=None)
-  parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone (so does --outdir)")
+  parser.add_argument("--no-markdown", action="store_true", help="write no table (neither does --outdir)")
   flags = parser.parse_args()
   main(flags.outdir, log2_size=flags.log2_size, repeats=flags.repeats, dtypes=flags.dtypes,
        markdown=not flags.no_markdown)

@@ -24,8 +24,8 @@ Usage::
   python -m benchmarks.bench_ntm --repeats 5      # one file, fewer rounds
   python -m benchmarks.bench_ntm --train-copy --max-updates 20000
 
-Writes the ``ntm`` section of ``benchmarks/results/<device>.json``. The table in
-BENCHMARKS.md ("NTM (issue 7)") is written by hand from it.
+Writes the ``ntm`` section of ``benchmarks/results/<device>.json`` and the device's
+table in ``benchmarks/results/<device>.md`` (linked from BENCHMARKS.md).
 """
 
 import argparse
@@ -55,6 +55,7 @@ CLIP_NORM = 10.0
 TARGET_BITS = 0.1  # bits per sequence
 TORCH_TARGET = 20.0  # eager PyTorch step time / JAX noisy step time, on an H100
 
+MARKDOWN_HEADING = "## NTM (issue 7)"
 NOISY, DETERMINISTIC, PLAIN = ("noisy NTM", "noisy NTM (deterministic)",
                                "plain NTM (sigmoid/tanh, no noise)")
 
@@ -386,7 +387,42 @@ def main(outdir=None, *, repeats: int | None = None, train_copy_task: bool | Non
     results["copy"] = None
   path = harness.save(SECTION, results, outdir)
   print(f"  wrote {path}")
+  if outdir is None:  # a run into another folder is a scratch run
+    results["environment"] = harness.environment()
+    harness.update_markdown("bench_ntm", MARKDOWN_HEADING, _table(results))
   return results
+
+
+def _table(results: dict[str, Any]) -> str:
+  env, config = results["environment"], results["config"]
+  absolute = env["platform"] != "cpu"
+  timings = results["jax"]["timings"]
+  lines = [
+      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
+      f"`{env['git_sha'][:10]}`, {env['time']}: copy-task training step of the NTM "
+      f"(memory {config['memory_size']} x {config['memory_width']}, LSTM controller "
+      f"{config['features']}, batch {config['batch']}, T = {2 * config['length'] + 1}), "
+      f"median of {config['repeats']} interleaved rounds.",
+      "",
+      "| training step | time / plain NTM |" + (" steps/s |" if absolute else ""),
+      "|---|---|" + ("---|" if absolute else ""),
+  ]
+  for name in (PLAIN, DETERMINISTIC, NOISY):
+    row = f"| {name} | {1.0 / timings[name]['ratio']:.2f} |"
+    lines.append(row + (f" {results['jax']['steps_per_s'][name]:.1f} |" if absolute else ""))
+  torch = results.get("torch")
+  if torch is not None:
+    lines.append(f"| eager PyTorch noisy NTM ({torch['device']}), per time step | "
+                 f"{torch['torch_over_jax_noisy']:.2f} x the JAX noisy step |"
+                 + (f" {torch['steps_per_s']:.1f} |" if absolute else ""))
+  else:
+    lines.append("| eager PyTorch noisy NTM | skipped: torch not importable |"
+                 + (" - |" if absolute else ""))
+  copy = results.get("copy")
+  if copy is not None:
+    lines += ["", f"Copy task: {copy['updates_to_target']} updates to < {TARGET_BITS} bits "
+                  "per sequence."]
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ Usage::
   python -m benchmarks.bench_recurrent --shapes 64,100,512,512 --repeats 50
 
 Writes the ``recurrent`` section of ``benchmarks/results/<device>.json`` and the
-device's table in the "Recurrent layers (issue 6)" section of ``BENCHMARKS.md``.
+device's table in ``benchmarks/results/<device>.md`` (linked from BENCHMARKS.md).
 """
 
 import argparse
@@ -54,6 +54,7 @@ MARKDOWN_HEADING = "## Recurrent layers (issue 6)"
 OURS = {"lstm": "NoisyLSTM", "gru": "NoisyGRU"}
 BASELINE = {"lstm": "flax nn.RNN(OptimizedLSTMCell)", "gru": "flax nn.RNN(GRUCell)"}
 CUDNN = "cuDNN jax.experimental.rnn.lstm"
+SCAN_AUTODIFF = {"lstm": "lax.scan of lstm_step, autodiff", "gru": "lax.scan of gru_step, autodiff"}
 
 
 def _loss_and_grad(apply: Callable) -> Callable:
@@ -91,6 +92,8 @@ def jax_candidates(cell: str, shape) -> dict[str, tuple[Callable, Any]]:
           lambda p, x, k: scanned.apply({"params": {"cell": p}}, x, rngs={"noise": k}),
           layer_params),
   }
+  candidates[SCAN_AUTODIFF[cell]] = (
+      lambda p, x, k: _scan_autodiff(cell, p, x, k), layer_params)
   if cell == "lstm":
     try:
       candidates[CUDNN] = _cudnn_lstm(batch, features, hidden)
@@ -100,6 +103,26 @@ def jax_candidates(cell: str, shape) -> dict[str, tuple[Callable, Any]]:
         raise RuntimeError(reason)
       candidates[CUDNN] = (unavailable, None)
   return {name: (_loss_and_grad(fn), params) for name, (fn, params) in candidates.items()}
+
+
+def _scan_autodiff(cell: str, params, x, key):
+  """The baseline of the hand-written VJP: ``jax.lax.scan`` of the library's step, autodiffed.
+
+  The input projection is hoisted out of the loop (one matmul), each step is
+  ``noisy_jax.rnn.lstm_step``/``gru_step`` (its elementwise part under
+  ``jax.checkpoint``) with the step keys ``jax.random.split(key, T)``: the numbers
+  of ``NoisyLSTM``/``NoisyGRU``, with JAX's scan transpose as the backward pass.
+  """
+  spec = noisy_jax.rnn.CELLS[cell]
+  weights = spec.weights_type(*(params[name] for name in spec.weights_type._fields))
+  step = noisy_jax.rnn.lstm_step if cell == "lstm" else noisy_jax.rnn.gru_step
+  x_proj = noisy_jax.rnn.input_projection(jnp.swapaxes(x, 0, 1), weights.input_kernel,
+                                          weights.bias)
+  hidden = jnp.zeros((x.shape[0], weights.recurrent_kernel.shape[0]), x.dtype)
+  carry = (hidden, hidden) if cell == "lstm" else hidden
+  body = lambda carry, inputs: step(carry, inputs[0], weights, inputs[1])
+  _, ys = jax.lax.scan(body, carry, (x_proj, jax.random.split(key, x.shape[1])))
+  return jnp.swapaxes(ys, 0, 1)
 
 
 def _cudnn_lstm(batch: int, features: int, hidden: int):
@@ -437,7 +460,7 @@ if __name__ == "__main__":
   parser.add_argument("--repeats", type=int, default=None, help="interleaved timing rounds")
   parser.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["lstm", "gru"])
   parser.add_argument("--outdir", default=None)
-  parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone (so does --outdir)")
+  parser.add_argument("--no-markdown", action="store_true", help="write no table (neither does --outdir)")
   flags = parser.parse_args()
   main(flags.outdir, shapes=flags.shapes, small=flags.small, repeats=flags.repeats,
        cells=tuple(flags.cells), markdown=not flags.no_markdown)

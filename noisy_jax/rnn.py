@@ -11,6 +11,7 @@ from noisy_jax._src.rnn import LSTM_GATES as LSTM_GATES
 from noisy_jax._src.rnn import CellSpec as CellSpec
 from noisy_jax._src.rnn import GRUWeights as GRUWeights
 from noisy_jax._src.rnn import LSTMWeights as LSTMWeights
+from noisy_jax._src.rnn import activate as activate
 from noisy_jax._src.rnn import gru_sequence as gru_sequence
 from noisy_jax._src.rnn import gru_step as gru_step
 from noisy_jax._src.rnn import input_projection as input_projection
@@ -18,6 +19,7 @@ from noisy_jax._src.rnn import lstm_sequence as lstm_sequence
 from noisy_jax._src.rnn import lstm_step as lstm_step
 from noisy_jax._src.rnn import sequence as sequence
 from noisy_jax._src.rnn import step as step
+from noisy_jax._src.rnn import units as units
 from noisy_jax._src.rnn import weight_shapes as weight_shapes
 
 __all__ = (
@@ -28,6 +30,7 @@ __all__ = (
     "LSTMWeights",
     "LSTM_GATES",
     "UnitNoise",
+    "activate",
     "gru_sequence",
     "gru_step",
     "input_projection",
@@ -35,5 +38,6 @@ __all__ = (
     "lstm_step",
     "sequence",
     "step",
+    "units",
     "weight_shapes",
 )

@@ -36,10 +36,10 @@ def _mgu_elementwise(static, pre, carry, seeds, small, scales):
   """f = phi_s(z_f); n = phi_t(x W_n + b_n + f (h U_n + b_hn)); h' = (1 - f) h + f n."""
   gate_pre, x_candidate, h_candidate = pre
   recurrent_bias, p_gates, p_candidate = small
-  sigmoid, tanh = rnn.units(static, scales)
+  sigmoid, tanh = noisy_jax.rnn.units(static, scales)
   seeds = (None,) * 2 if seeds is None else seeds
-  forget = rnn.activate(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy, static)
-  candidate = rnn.activate(x_candidate + forget * (h_candidate + recurrent_bias), seeds[1],
+  forget = noisy_jax.rnn.activate(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy, static)
+  candidate = noisy_jax.rnn.activate(x_candidate + forget * (h_candidate + recurrent_bias), seeds[1],
                            p_candidate, tanh, static.tanh_noisy, static)
   return (1.0 - forget) * carry + forget * candidate
 
