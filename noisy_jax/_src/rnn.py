@@ -23,10 +23,11 @@ Weight layout (one fused matrix per side, gate blocks side by side):
   product (as in ``flax.linen.GRUCell``); ``p_gates (2H,)``, ``p_candidate (H,)``.
 
 Neither a single step nor a whole sequence keeps its noise or gate values for the
-backward pass: a step's elementwise part is wrapped in ``jax.checkpoint``, and the
-whole-sequence scans (:func:`lstm_sequence`, :func:`gru_sequence`) have a
+backward pass: a noisy step's elementwise part is wrapped in ``jax.checkpoint``, and
+the whole-sequence scans (:func:`lstm_sequence`, :func:`gru_sequence`) have a
 hand-written VJP that keeps the pre-activations and previous states and draws the
-noise again from the step keys.
+noise again, for all steps at once before its loop. Either way each draw is made
+twice per training step: once forward, once in the backward pass.
 """
 
 import functools
