@@ -55,23 +55,33 @@ def _generators(fn, *args) -> int:
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="counts XLA:CPU's fusions")
 @pytest.mark.parametrize("cls", [noisy_jax.nn.NoisyLSTM, noisy_jax.nn.NoisyGRU])
-def test_a_layers_training_step_draws_each_stream_at_most_twice(cls):
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_layers_training_step_draws_each_stream_at_most_twice(cls, padded):
   layer = cls(H)
   x = jnp.ones((B, T, D))
+  lengths = jnp.array([T, 2, 4]) if padded else None
   params = layer.init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
-  loss = lambda v, k: jnp.sum(layer.apply(v, x, rng=k) ** 2)
+  loss = lambda v, k: jnp.sum(layer.apply(v, x, seq_lengths=lengths, rng=k) ** 2)
   streams = rnn.cell_spec(layer._spec).num_streams
-  assert 0 < _generators(jax.grad(loss), params, jax.random.key(2)) <= 2 * streams
+  # With padding the forward draws through the conditional: two branches per stream.
+  per_stream = 3 if padded else 2
+  grad = jax.vmap(jax.grad(loss), in_axes=(None, 0))  # several runs, as the runner trains
+  keys = jax.random.split(jax.random.key(2), 2)
+  assert 0 < _generators(grad, params, keys) <= per_stream * streams
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="counts XLA:CPU's fusions")
-def test_a_cells_training_step_draws_each_stream_once_per_pass():
+@pytest.mark.parametrize("seeds", [None, 3])
+def test_a_cells_training_step_draws_each_stream_once_per_pass(seeds):
   model = noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyLSTMCell(H))
   x = jnp.ones((B, T, D))
   params = model.init({"params": jax.random.key(0), "noise": jax.random.key(1)}, x)
   loss = lambda v, k: jnp.sum(model.apply(v, x, rngs={"noise": k}) ** 2)
+  grad, key = jax.grad(loss), jax.random.key(2)
+  if seeds is not None:  # several runs at once, as the experiment runner trains seeds
+    grad, key = jax.vmap(grad, in_axes=(None, 0)), jax.random.split(key, seeds)
   # Two passes (forward, remat) x two branches of the conditional, per stream.
-  assert 0 < _generators(jax.grad(loss), params, jax.random.key(2)) <= 4 * rnn.LSTM.num_streams
+  assert 0 < _generators(grad, params, key) <= 4 * rnn.LSTM.num_streams
 
 
 @pytest.mark.parametrize("deterministic", [False, True])

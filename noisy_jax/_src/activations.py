@@ -417,11 +417,14 @@ def _prepare(x, p, unit: UnitNoise):
 def _materialized_normal(seed, shape, dtype):
   """``noise.normal_from_seed`` as the output of a conditional, which XLA cannot fuse away.
 
-  Both branches draw the same numbers; the predicate only makes the conditional
-  opaque to XLA, so that the draw is computed once and read by every consumer.
+  Both branches draw the same numbers; the predicate, True behind an optimization
+  barrier, only makes the conditional opaque to XLA, so that the draw is computed
+  once and read by every consumer. It does not depend on the seed, so under
+  ``jax.vmap`` (seeds of a batch of runs) the conditional stays a conditional
+  instead of becoming a select of both branches.
   """
   draw = lambda seed: noise.normal_from_seed(seed, shape, dtype)
-  return jax.lax.cond(seed[0] > seed[1], draw, draw, seed)
+  return jax.lax.cond(jax.lax.optimization_barrier(jnp.asarray(True)), draw, draw, seed)
 
 
 def noisy_unit(x: jax.typing.ArrayLike, seed: jax.Array | None, p: jax.typing.ArrayLike,

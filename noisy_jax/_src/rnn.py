@@ -770,6 +770,10 @@ def sequence(
   # indexes the time axis in place rather than transposing this big buffer.
   x_proj = jnp.dot(xs, weights.input_kernel) + weights.bias
   seeds = _step_seeds(key, num_steps, spec.num_streams)
+  if valid is not None:
+    # The padding mask gives each draw several consumers in the forward step (the
+    # masked carry, the output), into each of which XLA would fuse a generator.
+    static = static._replace(materialize_noise=True)
   scan = _Scan(spec, static, unroll, time_axis)
   carry, ys = _recurrence(scan, weights.recurrent_kernel, spec.small(weights), scales, x_proj,
                           seeds, valid, initial_carry)
