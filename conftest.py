@@ -9,3 +9,33 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 jax.config.update("jax_debug_key_reuse", True)
+
+import pytest  # noqa: E402
+
+# Variants whose property a faster sibling in `make test` also checks; they run in
+# `make test-slow`, so that `make test` stays under ten minutes on 2 cores.
+_SLOW_VARIANTS = (
+    # Eager float64 NTM against the reference: the noisy LSTM-controller run stays.
+    "test_steps_match_the_float64_reference_(controller='lstm', deterministic=True)__without_jit",
+    "test_steps_match_the_float64_reference_(controller='feedforward', deterministic=True)__without_jit",
+    "test_steps_match_the_float64_reference_(controller='feedforward', deterministic=False)__without_jit",
+    # check_grads of the hard-sigmoid kind (hard-tanh stays).
+    "GradientTest::test_check_grads_away_from_kinks1",
+    # The runner's NTM smoke run on copy (associative recall stays).
+    "test_smoke_ntm_runs[copy]",
+    # NANIL reaching the feed-forward NTM controller (the NTM heads' case stays).
+    "test_linen_nanil_modules_inject_noise_and_take_nanil_scale[ntm_feedforward]",
+    "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[ntm_feedforward]",
+    "test_a_controller_is_a_table_entry",
+    # Generator counts of the GRU and of the unbatched cell (LSTM and batched stay).
+    "test_a_layers_training_step_draws_each_stream_at_most_twice[False-NoisyGRU]",
+    "test_a_layers_training_step_draws_each_stream_at_most_twice[True-NoisyGRU]",
+    "test_a_cells_training_step_draws_each_stream_once_per_pass[None]",
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if any(item.nodeid.endswith(name) for name in _SLOW_VARIANTS):
+      item.add_marker(pytest.mark.slow)
