@@ -186,8 +186,7 @@ def _table(results: dict[str, Any]) -> str:
     if absolute:
       header += [f"{dtype} fwd ms", f"{dtype} fwd+bwd ms"]
   lines = [
-      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
-      f"`{env['git_sha'][:10]}`, {env['time']}: 2^{config['log2_size']} elements "
+      harness.provenance(env) + f": 2^{config['log2_size']} elements "
       f"as ({config['rows']}, {UNITS}), per-unit p, median of {config['repeats']} "
       f"interleaved rounds. Ratios are throughput relative to `jax.nn.hard_tanh` "
       f"(fwd) and to `jax.grad` of it (fwd+bwd) in the same run; higher is faster."

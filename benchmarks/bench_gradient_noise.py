@@ -115,8 +115,7 @@ def main(outdir=None, size: int | None = None, blocks: int | None = None,
 
 def _table(results: dict, env: dict) -> str:
   lines = [
-      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
-      f"`{env['git_sha'][:10]}`, {env['time']}: one update of {results['parameters']:,} "
+      harness.provenance(env) + f": one update of {results['parameters']:,} "
       f"float32 parameters in {results['leaves']} leaves, median of "
       f"{results['timings']['optax_add_noise']['repeats']} interleaved rounds.",
       "",

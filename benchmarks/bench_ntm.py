@@ -398,8 +398,7 @@ def _table(results: dict[str, Any]) -> str:
   absolute = env["platform"] != "cpu"
   timings = results["jax"]["timings"]
   lines = [
-      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
-      f"`{env['git_sha'][:10]}`, {env['time']}: copy-task training step of the NTM "
+      harness.provenance(env) + f": copy-task training step of the NTM "
       f"(memory {config['memory_size']} x {config['memory_width']}, LSTM controller "
       f"{config['features']}, batch {config['batch']}, T = {2 * config['length'] + 1}), "
       f"median of {config['repeats']} interleaved rounds.",

@@ -337,8 +337,7 @@ def _table(results: dict[str, Any]) -> str:
   absolute = env["platform"] != "cpu"
   judge = "H100" in env["device"]  # the targets are H100 targets
   lines = [
-      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
-      f"`{env['git_sha'][:10]}`, {env['time']}: float32 fwd+bwd of `sum(outputs**2)` "
+      harness.provenance(env) + f": float32 fwd+bwd of `sum(outputs**2)` "
       f"w.r.t. the parameters, median of {config['repeats']} interleaved rounds"
       + ("" if absolute else "; CPU run with CPU-sized shapes: ratios only, no absolute times")
       + ". Time ratio = time / time of the flax baseline of that table (lower is faster); "

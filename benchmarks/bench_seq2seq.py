@@ -132,8 +132,7 @@ def _table(results: dict, env: dict) -> str:
   config = results["config"]
   absolute = env["platform"] != "cpu"
   lines = [
-      f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
-      f"`{env['git_sha'][:10]}`, {env['time']}: LSTM encoder-decoder training step on "
+      harness.provenance(env) + f": LSTM encoder-decoder training step on "
       f"addition (batch {config['batch']}, hidden {config['hidden']}), median of "
       f"{config['repeats']} interleaved rounds.",
       "",

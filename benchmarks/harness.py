@@ -136,6 +136,12 @@ def environment() -> dict[str, Any]:
   }
 
 
+def provenance(env: dict[str, Any]) -> str:
+  """The first words of a generated table: device, jax version, git SHA and time."""
+  return (f"Device `{env['device']}` ({env['platform']}), jax {env['jax_version']}, git "
+          f"`{env['git_sha'][:10]}`, {env['time']}")
+
+
 def torch_device(torch) -> str | None:
   """The torch device on the same kind of hardware as JAX's, or None if torch has none.
 

@@ -53,7 +53,7 @@ NTM_SIZES = dict(memory_size=32, memory_width=8, features=64, num_read_heads=1,
                  num_write_heads=1, shift_range=1)
 NTM_BATCH, NTM_LENGTH, NTM_BITS = 16, 10, 8  # T = 2 * 10 + 1 = 21 steps
 # The second lowbias32 multiplier: one per generator in a compiled program.
-_GENERATOR_MARK = str(0x846CA68B)
+_GENERATOR_MARK = str(noise._MIX_MULTIPLIERS[1])
 
 
 @contextlib.contextmanager
@@ -185,18 +185,12 @@ def main(repeats: int, only: tuple[str, ...]) -> dict[str, Any]:
     if cell not in only:
       continue
     for size, shape in SHAPES.items():
-      fns, params = zip(*recurrent_workloads(cell, shape).values())
-      names = list(recurrent_workloads(cell, shape))
-      x = jax.random.normal(jax.random.key(2), shape[:3])
       results[f"{cell}_layer_{size}"] = _profile_with_params(
-          dict(zip(names, fns)), params, x, "flax", repeats, shape)
+          recurrent_workloads(cell, shape), "flax", repeats, shape)
   if "cell" in only:
     shape = SHAPES["large"]
-    workloads = recurrent_workloads("lstm", shape, path="cell")
-    x = jax.random.normal(jax.random.key(2), shape[:3])
     results["lstm_cell_large"] = _profile_with_params(
-        {n: f for n, (f, _) in workloads.items()}, [p for _, p in workloads.values()], x,
-        "flax", repeats, shape)
+        recurrent_workloads("lstm", shape, path="cell"), "flax", repeats, shape)
   if "ntm" in only:
     fns, args = ntm_workloads()
     run = profile(fns, args, "plain", repeats)
@@ -211,10 +205,12 @@ def main(repeats: int, only: tuple[str, ...]) -> dict[str, Any]:
   return results
 
 
-def _profile_with_params(fns, params, x, baseline, repeats, shape):
-  """profile() for functions that each take their own parameters (index i of a tuple)."""
-  names = list(fns)
-  indexed = {name: (lambda i, f: lambda ps, x, k: f(ps[i], x, k))(i, fns[name])
+def _profile_with_params(workloads, baseline, repeats, shape):
+  """profile() of ``variant -> (fn, params)``, each function taking its own parameters."""
+  names = list(workloads)
+  params = [workloads[name][1] for name in names]
+  x = jax.random.normal(jax.random.key(2), shape[:3])
+  indexed = {name: (lambda i, f: lambda ps, x, k: f(ps[i], x, k))(i, workloads[name][0])
              for i, name in enumerate(names)}
   run = profile({n: _loss_and_grad(f) for n, f in indexed.items()}, (tuple(params), x,
                 jax.random.key(3)), baseline, repeats)

@@ -195,8 +195,8 @@ def _normal_from_symmetric_uniform(v: jax.Array) -> jax.Array:
 # contracts multiply-adds inside a fusion, which op-by-op execution cannot.
 @functools.partial(jax.jit, static_argnums=(1, 2))
 def _hash_normal(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> jax.Array:
-  bits = random_bits(key, shape)
-  return _normal_from_symmetric_uniform(_symmetric_uniform(bits)).astype(dtype)
+  # The barrier as in random_bits: the key's hashing stays in its own tiny kernel.
+  return _seeded_normal(lax.optimization_barrier(seed_words(key)), shape, dtype)
 
 
 def normal_from_seed(seed: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
