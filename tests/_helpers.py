@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from flax import traverse_util
 
 import noisy_jax
 import noisy_jax.nn
@@ -123,8 +124,16 @@ def nnx_params(module: nnx.Module) -> dict:
 
 
 def load_params(module: nnx.Module, params) -> nnx.Module:
-  """Writes a (nested) dict of parameters, e.g. a Linen module's, into ``module``."""
+  """Writes a (nested) dict of parameters, e.g. a Linen module's, into ``module``.
+
+  Entries the module does not declare (the ``p`` of a module without noisy gates)
+  are left out.
+  """
   state = nnx.state(module, nnx.Param)
+  declared = {path for path, _ in nnx.iter_graph(module)}
+  params = traverse_util.unflatten_dict({
+      path: value for path, value in traverse_util.flatten_dict(params).items()
+      if path in declared})
   nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, params))
   nnx.update(module, state)
   return module

@@ -183,14 +183,13 @@ def test_missing_noise_stream_raises_and_names_the_fix(harness):
   if isinstance(harness, _Linen):
     module, variables = harness.sequence(), harness.variables()
     name = type(module if _helpers.is_layer(cls) else module.cell).__name__
-    with pytest.raises(ValueError, match=rf"^{name} needs the 'noise' RNG stream .*Fix: "
-                       r"pass rngs=\{'noise': key\}"):
+    with pytest.raises(ValueError, match=rf"^{name} at /\S* needs the 'noise' RNG stream "
+                       r".*Fix: pass rngs=\{'noise': key\}"):
       jax.eval_shape(lambda v, xs: module.apply(v, xs), variables, xs)
     if not _helpers.is_layer(cls):  # a plain nn.RNN drops the stream it is given
       plain = nn.RNN(module.cell)
       with pytest.raises(ValueError, match=re.escape(
-          "noisy_jax.nn.noisy_rnn(cell) or nn.RNN(cell, split_rngs=noisy_jax.nn."
-          "RNN_SPLIT_RNGS) (plain nn.RNN drops the stream)")):
+          "add 'noise': True to the split_rngs already there, keeping your own entries")):
         jax.eval_shape(lambda v, xs, key: plain.apply(v, xs, rngs={"noise": key}), variables,
                        xs, jax.random.key(0))
   else:

@@ -272,9 +272,13 @@ def carry(value: Any, parts: tuple[str, ...], hidden: int, cell: str,
   for index, (part, name) in enumerate(zip(values, parts)):
     if jnp.shape(part)[-1:] != (hidden,):
       where = f"{argname}[{index}] ({name})" if len(parts) > 1 else argname
+      width = jnp.shape(part)[-1] if jnp.ndim(part) else None
       raise ValueError(
           f"{where} of a noisy {cell} has shape {jnp.shape(part)}; its last axis must be "
-          f"the hidden size {hidden}. Fix: build it with the cell's initialize_carry."
+          f"the hidden size {hidden} of the parameters (features={hidden} of a Linen "
+          f"module, hidden_features={hidden} of an NNX one). Fix: either make the carry "
+          f"{hidden} wide (initialize_carry does), or build the module with "
+          f"features={width} (NNX: hidden_features={width}) and re-initialise it."
       )
   return values if len(parts) > 1 else value
 

@@ -6,18 +6,22 @@ keys from the ``"noise"`` RNG stream and calls the pure functions of
 :mod:`noisy_jax._src.rnn` and :mod:`noisy_jax._src.ntm`.
 """
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.linen import initializers
 from flax.linen.dtypes import promote_dtype
 from flax.typing import Dtype, Initializer
 
 from noisy_jax._src import activations
 from noisy_jax._src import checks
+from noisy_jax._src import convert
 from noisy_jax._src import ntm
 from noisy_jax._src import rnn
 
@@ -26,12 +30,115 @@ from noisy_jax._src import rnn
 RNN_SPLIT_RNGS: Mapping[str, bool] = {"params": False, "noise": True}
 
 _MISSING_NOISE_STREAM = (
-    "{name} needs the {collection!r} RNG stream when deterministic=False, but none is "
-    "visible here. Fix: pass rngs={{{collection!r}: key}} to apply/init; under "
-    "flax.linen.RNN also split that stream at every step: "
-    "noisy_jax.nn.noisy_rnn(cell) or nn.RNN(cell, split_rngs=noisy_jax.nn.RNN_SPLIT_RNGS) "
-    "(plain nn.RNN drops the stream). Or set deterministic=True for evaluation."
+    "{name} at {path} needs the {collection!r} RNG stream when deterministic=False, but "
+    "none is visible there. Fix: pass rngs={{{collection!r}: key}} to apply; under "
+    "flax.linen.RNN (or nn.scan) also add {collection!r}: True to the split_rngs already "
+    "there, keeping your own entries, e.g. nn.RNN(cell, split_rngs={{'params': False, "
+    "{collection!r}: True}}), or wrap it as noisy_jax.nn.noisy_rnn(cell, split_rngs=...) "
+    "(plain nn.RNN drops the stream). For evaluation use deterministic=True or "
+    "noisy_jax.nn.noise_settings(deterministic=True)."
 )
+
+PLAIN = rnn.PLAIN
+
+# The stack of noise_settings contexts entered in this thread, innermost last.
+_SETTINGS = threading.local()
+
+
+@contextlib.contextmanager
+def noise_settings(*, c: jax.typing.ArrayLike | None = None,
+                   deterministic: bool | None = None,
+                   kinds: Sequence[str] = ("sigmoid", "tanh")) -> Iterator[None]:
+  """Sets ``c`` and/or ``deterministic`` of every noisy Linen module traced inside.
+
+  The paper anneals one ``c`` for the whole network (Sec. 6.6) and evaluates with
+  the noise at its expectation (Eq. 13). Both are set here for a whole model,
+  however deeply its noisy cells are nested (under ``nn.RNN``, ``nn.scan``, inside
+  user cells), without threading a value through every module: each
+  :class:`NoisyLSTMCell`, :class:`NoisyGRUCell`, :class:`NoisyLSTM`,
+  :class:`NoisyGRU` and :class:`NTMCell` reads the innermost setting when it is
+  traced. ``c`` overrides the units' ``c`` (of the families in ``kinds``);
+  ``deterministic`` overrides the modules' field, and a call's own
+  ``deterministic=`` argument overrides both. Also a decorator:
+  ``noise_settings(c=c)(model.apply)(variables, x, rngs=...)``.
+
+  ``c`` may be a traced value: enter the context inside the jitted function and
+  pass ``c`` as its argument, so that a new value neither retraces nor recompiles.
+
+  Note:
+    The settings are read while a function is traced, like
+    ``flax.linen.logical_axis_rules``: entered around a call of a function that
+    ``jax.jit`` has already compiled, they do not reach it (its cached trace
+    keeps what it was traced with). Enter them inside the jitted function.
+
+  Args:
+    c: the noise scale for every noisy unit of the ``kinds`` families; a scalar,
+      or an array broadcastable to each unit's shape; ``None`` leaves ``c`` alone.
+    deterministic: ``True`` for the test-time expectation, ``False`` to sample;
+      ``None`` leaves each module's own setting.
+    kinds: the unit families ``c`` applies to, from ``("sigmoid", "tanh")``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> import noisy_jax.nn
+    >>> rnn = noisy_jax.nn.noisy_rnn(noisy_jax.nn.NoisyLSTMCell(4))
+    >>> x = jnp.ones((2, 5, 3))
+    >>> variables = rnn.init(jax.random.key(0), x)
+    >>> @jax.jit
+    ... def apply(variables, x, c, key):
+    ...   with noisy_jax.nn.noise_settings(c=c):
+    ...     return rnn.apply(variables, x, rngs={"noise": key})
+    >>> y = apply(variables, x, 0.3, jax.random.key(1))  # a new c: no retrace
+    >>> with noisy_jax.nn.noise_settings(deterministic=True):
+    ...   y_test = rnn.apply(variables, x)  # no noise key needed
+    >>> y_test.shape
+    (2, 5, 4)
+  """
+  for kind in kinds:
+    checks.choice(kind, "kinds entry", ("sigmoid", "tanh"))
+  if c is not None:
+    checks.noise_scale(c, np.shape(c))
+  if deterministic is not None and not isinstance(deterministic, bool):
+    raise TypeError(
+        f"deterministic must be True, False or None (it is read at trace time), got "
+        f"{deterministic!r}. Fix: pass a Python bool; anneal c instead for a traced value."
+    )
+  override = {"deterministic": deterministic,
+              **{f"{kind}_c": c for kind in kinds}}
+  stack = _settings_stack()
+  stack.append({k: v for k, v in override.items() if v is not None})
+  try:
+    yield
+  finally:
+    stack.pop()
+
+
+def _settings_stack() -> list[dict[str, Any]]:
+  if not hasattr(_SETTINGS, "stack"):
+    _SETTINGS.stack = []
+  return _SETTINGS.stack
+
+
+def _setting(name: str) -> Any:
+  """The innermost :func:`noise_settings` value of ``name``; None if none is set."""
+  for override in reversed(_settings_stack()):
+    if name in override:
+      return override[name]
+  return None
+
+
+def _deterministic(module, deterministic: bool | None) -> bool:
+  """A call's ``deterministic``: its argument, else the context's, else the field.
+
+  ``init`` without the noise stream runs the expectation: no parameter depends on
+  a draw, so ``init`` needs no noise key.
+  """
+  if module.is_initializing() and not module.has_rng(module.rng_collection):
+    return True
+  for value in (deterministic, _setting("deterministic")):
+    if value is not None:
+      return value
+  return module.deterministic
 
 
 def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
@@ -79,25 +186,96 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
   return nn.RNN(cell, split_rngs=split_rngs, **kwargs)
 
 
+# flax's Linen cells by class name -> their row of convert.LAYOUTS.
+_FLAX_CELLS = ("LSTMCell", "OptimizedLSTMCell", "GRUCell")
+
+
+def _flax_layout(flax_cell: Any) -> str:
+  """The :data:`convert.LAYOUTS` key of a Linen cell class or instance."""
+  cls = flax_cell if isinstance(flax_cell, type) else type(flax_cell)
+  if cls.__name__ not in _FLAX_CELLS or getattr(nn, cls.__name__) is not cls:
+    raise TypeError(
+        f"flax_cell must be one of flax.linen's {', '.join(_FLAX_CELLS)} (the class or an "
+        f"instance), got {cls.__module__}.{cls.__qualname__}. Fix: pass e.g. nn.LSTMCell; "
+        "for NNX cells use noisy_jax.nnx.copy_params."
+    )
+  return f"linen.{cls.__name__}"
+
+
+def params_from_flax(params: Mapping[str, Any], flax_cell: Any) -> dict[str, jax.Array]:
+  """A flax Linen cell's parameters in the layout of :class:`NoisyLSTMCell`/:class:`NoisyGRUCell`.
+
+  ``nn.LSTMCell`` and ``nn.OptimizedLSTMCell`` give the weights of a noisy LSTM
+  (cell or :class:`NoisyLSTM` layer), ``nn.GRUCell`` those of a noisy GRU. With the
+  :data:`PLAIN` fields the noisy module then computes the flax cell's function
+  (equal to float rounding). For a noisy module, keep its own ``p``:
+  ``{**noisy_params, **params_from_flax(flax_params, nn.LSTMCell)}``.
+
+  Args:
+    params: the flax cell's parameters, e.g. ``variables["params"]["cell"]`` of an
+      ``nn.RNN``.
+    flax_cell: ``nn.LSTMCell``, ``nn.OptimizedLSTMCell`` or ``nn.GRUCell`` (class or
+      instance).
+
+  Returns:
+    ``input_kernel``, ``recurrent_kernel``, ``bias`` (and the GRU's
+    ``recurrent_bias``), no ``p``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.linen as nn
+    >>> import noisy_jax.nn
+    >>> x = jnp.ones((2, 5, 3))
+    >>> flax_vars = nn.RNN(nn.LSTMCell(4)).init(jax.random.key(0), x)
+    >>> params = noisy_jax.nn.params_from_flax(flax_vars["params"]["cell"], nn.LSTMCell)
+    >>> plain = nn.RNN(noisy_jax.nn.NoisyLSTMCell(4, **noisy_jax.nn.PLAIN))
+    >>> y = plain.apply({"params": {"cell": params}}, x)
+    >>> bool(jnp.allclose(y, nn.RNN(nn.LSTMCell(4)).apply(flax_vars, x), atol=1e-6))
+    True
+  """
+  return {name: jnp.asarray(value)
+          for name, value in convert.from_flax(_flax_layout(flax_cell), params).items()}
+
+
+def params_to_flax(params: Mapping[str, Any], flax_cell: Any) -> dict[str, Any]:
+  """The inverse of :func:`params_from_flax`: a noisy cell's weights for a flax Linen cell.
+
+  The ``p`` parameters, if any, are dropped: the flax cell has no noise.
+
+  Args:
+    params: a :class:`NoisyLSTMCell`'s or :class:`NoisyGRUCell`'s parameters (or
+      its layer's).
+    flax_cell: ``nn.LSTMCell``, ``nn.OptimizedLSTMCell`` or ``nn.GRUCell``.
+
+  Returns:
+    The flax cell's ``params`` (per-gate ``{"kernel", "bias"}`` dicts).
+  """
+  return jax.tree.map(jnp.asarray, convert.to_flax(_flax_layout(flax_cell), params))
+
+
 def _units(module) -> tuple[activations.UnitNoise, activations.UnitNoise]:
-  """The module's sigmoid and tanh units, with any deprecated flat field merged in."""
+  """The module's sigmoid and tanh units: deprecated flat fields merged, context ``c`` applied."""
   legacy = {f"{prefix}_{field}": getattr(module, f"{prefix}_{field}")
             for prefix in ("sigmoid", "tanh") for field in rnn.LEGACY_UNIT_FIELDS}
-  return rnn.units_with_legacy_fields(module.sigmoid, module.tanh, type(module).__name__,
-                                      **legacy)
+  units = rnn.units_with_legacy_fields(module.sigmoid, module.tanh, type(module).__name__,
+                                       **legacy)
+  return tuple(unit if c is None else unit._replace(c=c)
+               for unit, c in zip(units, (_setting("sigmoid_c"), _setting("tanh_c"))))
 
 
-def _weights(module, inputs):
-  """Declares (or fetches) the parameters of the module's cell; (inputs, weights) promoted."""
+def _weights(module, inputs, hidden_features: int):
+  """Declares (or fetches) the parameters of the module's cell; (inputs, weights) promoted.
+
+  No ``p`` is declared when no unit is noisy (:func:`rnn.declared_shapes`).
+  """
   spec = module._spec
   inits = rnn.initializers(spec, kernel_init=module.kernel_init,
                            recurrent_kernel_init=module.recurrent_kernel_init,
                            bias_init=module.bias_init, p_init=module.p_init)
-  shapes = spec.shapes(inputs.shape[-1], module.features)
-  params = [module.param(name, inits[name], shape, module.param_dtype)
-            for name, shape in shapes.items()]
-  inputs, *params = promote_dtype(inputs, *params, dtype=module.dtype)
-  return inputs, spec.weights_type(*params)
+  shapes = rnn.declared_shapes(spec, inputs.shape[-1], hidden_features, module.noisy_gates)
+  params = {name: module.param(name, inits[name], shape, module.param_dtype)
+            for name, shape in shapes.items()}
+  inputs, *values = promote_dtype(inputs, *params.values(), dtype=module.dtype)
+  return inputs, rnn.weights_from_params(spec, dict(zip(params, values)))
 
 
 def _in_features(module) -> int | None:
@@ -133,7 +311,8 @@ def _noise_key(module, deterministic: bool, rng: jax.Array | None,
     return rng
   if not module.has_rng(module.rng_collection):
     raise ValueError(_MISSING_NOISE_STREAM.format(
-        name=type(module).__name__, collection=module.rng_collection))
+        name=type(module).__name__, path="/" + "/".join(module.path) if module.path else "/",
+        collection=module.rng_collection))
   if num_steps is None:
     return module.make_rng(module.rng_collection)
   draw = nn.scan(_StepKey, variable_broadcast="params",
@@ -200,10 +379,12 @@ class _NoisyRNNCell(_NoisyCellBase):
       ``(new_carry, hidden)``.
     """
     inputs = checks.step_input(inputs, _in_features(self))
-    deterministic = self.deterministic if deterministic is None else deterministic
+    deterministic = _deterministic(self, deterministic)
     sigmoid, tanh = _units(self)
     key = _noise_key(self, deterministic or not self.noisy_gates, rng)
-    inputs, weights = _weights(self, inputs)
+    # As flax's cells: the hidden size is the carry's, `features` sizes initialize_carry.
+    hidden_features = jax.tree.leaves(carry)[-1].shape[-1]
+    inputs, weights = _weights(self, inputs, hidden_features)
     x_proj = rnn.input_projection(inputs, weights.input_kernel, weights.bias)
     return rnn.step(self._spec, carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
                     noisy_gates=self.noisy_gates, deterministic=deterministic)
@@ -237,10 +418,14 @@ class NoisyLSTMCell(_NoisyRNNCell):
 
   Parameters: ``input_kernel (D, 4H)``, ``recurrent_kernel (H, 4H)``, ``bias (4H,)``
   (gate blocks ``[input, forget, output, candidate]``), ``p_gates (3H,)``,
-  ``p_candidate (H,)``, ``p_cell (H,)`` -- the same as :class:`NoisyLSTM`'s.
+  ``p_candidate (H,)``, ``p_cell (H,)`` -- the same as :class:`NoisyLSTM`'s. With
+  no noisy gate (``noisy_gates=()``, e.g. the :data:`PLAIN` fields, flax's
+  ``LSTMCell``) there is no ``p``; :func:`params_from_flax` converts flax's
+  parameters. ``init`` needs no noise key (no parameter depends on a draw).
 
   Attributes:
-    features: hidden size ``H``.
+    features: the hidden size ``H`` of :meth:`initialize_carry`. As in flax's
+      cells, a step takes ``H`` from its carry.
     noisy_gates: which of ``("input", "forget", "output", "candidate", "cell")``
       are noisy; the others use the plain activation of their unit's ``kind``.
     sigmoid: :class:`~noisy_jax.UnitNoise` of the gates: ``kind``
@@ -248,12 +433,15 @@ class NoisyLSTMCell(_NoisyRNNCell):
       the reference ``NSigmoidP``), ``c`` (``None``: the reference default 0.15
       for NAN/NAH), ``alpha`` (``None``: 1.1), ``nanil_scale``. ``c`` may be a
       traced jax array, so an annealed value does not retrace (a traced value is
-      not checked: it must be >= 0; see the README's Linen annealing example).
+      not checked: it must be >= 0); :func:`noise_settings` sets it for a whole
+      model.
     tanh: :class:`~noisy_jax.UnitNoise` of the tanh units: ``kind``
       ``"hard_tanh"`` (paper) or ``"tanh"``, ``mode`` (default ``"nan"``, the
       reference ``NTanhP``), ``c`` (``None``: 0.5 for NAN/NAH), ``alpha``
       (``None``: 1.15), ``nanil_scale``.
     deterministic: use the noise's expectation (paper Eq. 13), for evaluation.
+      A field because ``nn.RNN`` passes no call arguments to its cell; or set it
+      for a whole model with :func:`noise_settings`.
     kernel_init: initializer of each gate's block of the input kernel.
     recurrent_kernel_init: initializer of each gate's block of the recurrent kernel.
     bias_init: initializer of the biases.
@@ -300,10 +488,12 @@ class NoisyGRUCell(_NoisyRNNCell):
 
   Parameters: ``input_kernel (D, 3H)``, ``recurrent_kernel (H, 3H)``, ``bias (3H,)``
   (blocks ``[reset, update, candidate]``), ``recurrent_bias (H,)``,
-  ``p_gates (2H,)``, ``p_candidate (H,)`` -- the same as :class:`NoisyGRU`'s.
+  ``p_gates (2H,)``, ``p_candidate (H,)`` -- the same as :class:`NoisyGRU`'s; no
+  ``p`` without noisy gates, as :class:`NoisyLSTMCell`.
 
   Attributes:
-    features: hidden size ``H``.
+    features: the hidden size ``H`` of :meth:`initialize_carry` (a step takes it
+      from its carry, as flax's cells).
     noisy_gates: which of ``("reset", "update", "candidate")`` are noisy.
     sigmoid, tanh, deterministic, kernel_init, recurrent_kernel_init, bias_init,
     p_init, dtype, param_dtype, carry_init, rng_collection: as :class:`NoisyLSTMCell`.
@@ -364,13 +554,13 @@ class _NoisySequenceBase(_NoiseFields):
     Returns:
       ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
     """
-    deterministic = self.deterministic if deterministic is None else deterministic
+    deterministic = _deterministic(self, deterministic)
     time_major = self.time_major if time_major is None else time_major
     inputs = checks.sequence_input(inputs, _in_features(self))
     sigmoid, tanh = _units(self)
     key = _noise_key(self, deterministic or not self.noisy_gates, rng,
                      num_steps=inputs.shape[0 if time_major else 1])
-    inputs, weights = _weights(self, inputs)
+    inputs, weights = _weights(self, inputs, self.features)
     return rnn.layer_call(
         self, inputs, weights, key, sigmoid=sigmoid, tanh=tanh, deterministic=deterministic,
         time_major=time_major, initial_carry=initial_carry, seq_lengths=seq_lengths,
@@ -571,7 +761,7 @@ class NTMCell(_NoisyCellBase):
       ``(new_carry, output)`` with output ``(..., features + num_read_heads * memory_width)``.
     """
     inputs = checks.step_input(inputs, None)
-    deterministic = self.deterministic if deterministic is None else deterministic
+    deterministic = _deterministic(self, deterministic)
     shapes = ntm.weight_shapes(self.controller, inputs.shape[-1], self.features,
                                self.memory_size, self.memory_width, self.num_read_heads,
                                self.num_write_heads, self.shift_range)

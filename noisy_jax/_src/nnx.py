@@ -23,6 +23,7 @@ from flax.typing import Dtype, Initializer
 
 from noisy_jax._src import activations
 from noisy_jax._src import checks
+from noisy_jax._src import convert
 from noisy_jax._src import ntm
 from noisy_jax._src import rnn
 
@@ -80,6 +81,86 @@ def set_noise_scale(module: nnx.Module, c: jax.typing.ArrayLike, *,
         f"set_noise_scale found no noisy module inside {type(module).__name__}. "
         "Fix: pass a module that contains noisy_jax.nnx cells or layers."
     )
+
+
+PLAIN = rnn.PLAIN
+
+# flax's NNX cells by class name -> their row of convert.LAYOUTS (the noisy kind).
+_FLAX_CELLS = {"LSTMCell": "lstm", "OptimizedLSTMCell": "lstm", "GRUCell": "gru"}
+
+
+def _flax_layout(module: Any) -> str | None:
+  """The :data:`convert.LAYOUTS` key of a flax NNX cell; None for any other object."""
+  name = type(module).__name__
+  if name in _FLAX_CELLS and getattr(nnx, name, None) is type(module):
+    return f"nnx.{name}"
+  return None
+
+
+def copy_params(source: nnx.Module, target: nnx.Module) -> None:
+  """Copies the weights of a flax NNX cell into a noisy one, or back (in place).
+
+  One of ``source`` and ``target`` is flax's ``nnx.LSTMCell``,
+  ``nnx.OptimizedLSTMCell`` or ``nnx.GRUCell``, the other a noisy module of the
+  same kind (:class:`NoisyLSTMCell` or :class:`NoisyLSTM` for the LSTMs,
+  :class:`NoisyGRUCell` or :class:`NoisyGRU` for the GRU) and the same sizes. The
+  noisy module's ``p`` is left as it is (flax's cells have none); with the
+  :data:`PLAIN` arguments the noisy module then computes the flax cell's function.
+  flax's NNX ``GRUCell`` has no recurrent bias of the candidate: copying from it
+  sets the noisy GRU's ``recurrent_bias`` to zeros, copying into it needs that bias
+  to be zero.
+
+  Args:
+    source: the module whose weights are read.
+    target: the module whose weights are overwritten.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> from flax import nnx
+    >>> import noisy_jax.nnx
+    >>> flax_cell = nnx.OptimizedLSTMCell(3, 4, rngs=nnx.Rngs(0))
+    >>> cell = noisy_jax.nnx.NoisyLSTMCell(3, 4, **noisy_jax.nnx.PLAIN, rngs=nnx.Rngs(1))
+    >>> noisy_jax.nnx.copy_params(flax_cell, cell)
+    >>> carry, x = flax_cell.initialize_carry((2, 3), rngs=nnx.Rngs(2)), jnp.ones((2, 3))
+    >>> bool(jnp.allclose(cell(carry, x)[1], flax_cell(carry, x)[1], atol=1e-6))
+    True
+  """
+  to_flax = _flax_layout(target) is not None
+  flax_cell, noisy = (target, source) if to_flax else (source, target)
+  layout = _flax_layout(flax_cell)
+  if layout is None or not isinstance(noisy, _NoisyRNNBase):
+    raise TypeError(
+        "copy_params copies between one of flax.nnx's LSTMCell, OptimizedLSTMCell, "
+        "GRUCell and a noisy_jax.nnx LSTM/GRU cell or layer, got "
+        f"{type(source).__name__} -> {type(target).__name__}. Fix: pass one of each "
+        "(for Linen parameters use noisy_jax.nn.params_from_flax)."
+    )
+  if _FLAX_CELLS[type(flax_cell).__name__] != noisy._spec.name:
+    raise TypeError(
+        f"copy_params: {type(flax_cell).__name__} and {type(noisy).__name__} are different "
+        f"kinds of cell ({_FLAX_CELLS[type(flax_cell).__name__]} vs {noisy._spec.name}). "
+        "Fix: pair the LSTMs (NoisyLSTMCell, NoisyLSTM) with nnx.LSTMCell or "
+        "nnx.OptimizedLSTMCell, and the GRUs (NoisyGRUCell, NoisyGRU) with nnx.GRUCell."
+    )
+  flax_params = {path: node for path, node in nnx.iter_graph(flax_cell)
+                 if isinstance(node, nnx.Param)}  # e.g. ("dense_h", "bias")
+  if to_flax:
+    values = convert.to_flax(layout, _values(noisy))
+    for (dense, field), param in flax_params.items():
+      param[...] = jnp.asarray(values[dense][field], param[...].dtype)
+    return
+  nested: dict[str, dict[str, Any]] = {}
+  for (dense, field), param in flax_params.items():
+    nested.setdefault(dense, {})[field] = param[...]
+  for name, value in convert.from_flax(layout, nested).items():
+    param = getattr(noisy, name)
+    if param[...].shape != value.shape:
+      raise ValueError(
+          f"copy_params: {name} of {type(noisy).__name__} has shape {param[...].shape}, the "
+          f"flax cell's gives {value.shape}. Fix: build both with the same in_features "
+          "and hidden_features."
+      )
+    param[...] = jnp.asarray(value, param[...].dtype)
 
 
 def _stream(rngs: nnx.Rngs | nnx.RngStream | None, collection: str):
@@ -248,8 +329,10 @@ class _NoisyRNNBase(_NoisyModule):
   _spec: rnn.CellSpec
 
   def __init__(self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options):
-    super().__init__(in_features, gates=self._spec.gates,
-                     shapes=self._spec.shapes(in_features, hidden_features),
+    noisy_gates = options.get("noisy_gates")
+    shapes = rnn.declared_shapes(self._spec, in_features, hidden_features,
+                                 self._spec.gates if noisy_gates is None else noisy_gates)
+    super().__init__(in_features, gates=self._spec.gates, shapes=shapes,
                      make_inits=functools.partial(rnn.initializers, self._spec), rngs=rngs,
                      **options)
     self.hidden_features = hidden_features
@@ -274,7 +357,7 @@ class _NoisyNNXCell(_NoisyRNNBase):
     """
     inputs, params, key, sigmoid, tanh, deterministic = self._prepare(
         checks.step_input(inputs, self.in_features), deterministic, rngs)
-    weights = self._spec.weights_type(**params)
+    weights = rnn.weights_from_params(self._spec, params)
     x_proj = rnn.input_projection(inputs, weights.input_kernel, weights.bias)
     return rnn.step(self._spec, carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
                     noisy_gates=self.noisy_gates, deterministic=deterministic)
@@ -419,10 +502,10 @@ class _NoisyNNXSequence(_NoisyRNNBase):
     inputs, params, key, sigmoid, tanh, deterministic = self._prepare(
         inputs, deterministic, rngs, num_steps=inputs.shape[0 if time_major else 1])
     return rnn.layer_call(
-        self, inputs, self._spec.weights_type(**params), key, sigmoid=sigmoid, tanh=tanh,
-        deterministic=deterministic, time_major=time_major, initial_carry=initial_carry,
-        seq_lengths=seq_lengths, return_carry=return_carry, reverse=reverse,
-        keep_order=keep_order)
+        self, inputs, rnn.weights_from_params(self._spec, params), key, sigmoid=sigmoid,
+        tanh=tanh, deterministic=deterministic, time_major=time_major,
+        initial_carry=initial_carry, seq_lengths=seq_lengths, return_carry=return_carry,
+        reverse=reverse, keep_order=keep_order)
 
 
 class NoisyLSTM(_NoisyNNXSequence):

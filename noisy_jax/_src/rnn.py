@@ -32,8 +32,9 @@ twice per training step: once forward, once in the backward pass.
 
 import functools
 import inspect
+import types
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -291,6 +292,37 @@ def weight_shapes(cell: str, in_features: int, hidden_features: int) -> dict[str
     (2,)
   """
   return cell_spec(cell).shapes(in_features, hidden_features)
+
+
+# flax's own cells with these fields: the smooth sigmoid and tanh, nothing noisy, no p.
+PLAIN: Mapping[str, Any] = types.MappingProxyType({
+    "sigmoid": UnitNoise("sigmoid", SIGMOID_UNIT.mode),
+    "tanh": UnitNoise("tanh", TANH_UNIT.mode),
+    "noisy_gates": (),
+})
+
+
+def declared_shapes(cell: str | CellSpec, in_features: int, hidden_features: int,
+                    noisy_gates: Sequence[str]) -> dict[str, tuple[int, ...]]:
+  """The parameters a module declares: :func:`weight_shapes`, without ``p`` if nothing is noisy.
+
+  A quiet unit never reads its ``p``; with no noisy unit at all (:data:`PLAIN`) a
+  cell has exactly flax's parameters. :func:`weights_from_params` fills the gap.
+  """
+  shapes = cell_spec(cell).shapes(in_features, hidden_features)
+  if noisy_gates:
+    return shapes
+  return {name: shape for name, shape in shapes.items() if not name.startswith("p_")}
+
+
+def weights_from_params(cell: str | CellSpec, params: Mapping[str, jax.Array]) -> Any:
+  """The ``weights_type`` of ``cell`` from declared parameters (missing ``p``: zeros)."""
+  spec = cell_spec(cell)
+  kernel = params["recurrent_kernel"]
+  shapes = spec.shapes(0, kernel.shape[0])
+  return spec.weights_type(**{
+      name: params[name] if name in params else jnp.zeros(shapes[name], kernel.dtype)
+      for name in spec.weights_type._fields})
 
 
 def blockwise(init: Callable, num_blocks: int) -> Callable:
