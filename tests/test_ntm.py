@@ -310,7 +310,7 @@ def test_linen_cell_under_nn_rnn():
   # The last output holds the last reads, which the carry holds too.
   np.testing.assert_allclose(ys[:, -1, CELL["features"]:], state.reads[:, 0], rtol=1e-6)
   # Plain nn.RNN drops the noise stream: a clear error, never the same noise at every step.
-  with pytest.raises(ValueError, match=r"noisy_rnn\(cell\)"):
+  with pytest.raises(ValueError, match=r"add .noise.: True to the split_rngs already there"):
     nn.RNN(cell).apply(variables, xs, rngs={"noise": jax.random.key(4)})
 
 

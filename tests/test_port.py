@@ -206,6 +206,9 @@ def test_noise_settings_nest_and_yield_to_call_arguments():
       assert not np.allclose(apply()[1], expected)
   with noisy_jax.nn.noise_settings(deterministic=False):
     np.testing.assert_array_equal(apply(deterministic=True)[1], expected)
+  evaluate = noisy_jax.nn.noise_settings(deterministic=True)(cell.apply)  # as a decorator
+  np.testing.assert_array_equal(evaluate(variables, carry, x)[1], expected)
+  np.testing.assert_array_equal(evaluate(variables, carry, x)[1], expected)  # reusable
   with pytest.raises(ValueError, match="kinds entry"):
     with noisy_jax.nn.noise_settings(c=1.0, kinds=("gates",)):
       pass
