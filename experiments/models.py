@@ -25,11 +25,6 @@ def forget_bias_init(forget_bias: float) -> nn.initializers.Initializer:
   return init
 
 
-# Plain units: the reference models of the papers (smooth sigmoid and tanh, no noise).
-_PLAIN = dict(sigmoid=noisy_jax.UnitNoise("sigmoid", "nan"),
-              tanh=noisy_jax.UnitNoise("tanh", "nan"), noisy_gates=())
-
-
 def _units(noise: noisy_jax.UnitNoise | None, c) -> dict[str, Any]:
   """The noise fields of a noisy module: plain units, or every unit noisy with ``c``.
 
@@ -39,7 +34,7 @@ def _units(noise: noisy_jax.UnitNoise | None, c) -> dict[str, Any]:
   fixed value, or (None) the reference defaults.
   """
   if noise is None:
-    return _PLAIN
+    return noisy_jax.nn.PLAIN  # the papers' reference models: smooth units, no noise
   return dict(sigmoid=noise._replace(kind="hard_sigmoid", c=c),
               tanh=noise._replace(kind="hard_tanh", c=c))
 

@@ -228,8 +228,7 @@ def reference_sequence(cell: str, xs, params, draws, sigmoid: UnitNoise, tanh: U
 
 # The plain path of the cells (noisy_gates=(), the smooth kinds): flax's own cells
 # under a parameter mapping into the fused layout of noisy_jax.rnn.
-PLAIN = dict(sigmoid=UnitNoise("sigmoid", "nah"), tanh=UnitNoise("tanh", "nan"),
-             noisy_gates=(), param_dtype=jnp.float64)
+PLAIN = {**noisy_jax.nn.PLAIN, "param_dtype": jnp.float64}
 
 
 def fused_lstm(per_gate):
