@@ -51,14 +51,18 @@ mkdir -p "$OUT"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# The draws test must pass on the GPU; conftest.py defaults JAX_PLATFORMS to cpu, where
+# it is skipped, as the dry run expects.
 if ((dry_run)); then
   export JAX_PLATFORMS=cpu
+  draws_platforms=cpu draws_expect="1 skipped"
   activations=(--log2-size 12 --repeats 2)
   gradient_noise=(--size 20000 --blocks 1 --repeats 2)
   recurrent=(--repeats 2 --no-small)
   large=2,5,4,8 small=2,3,4,8
   ntm=(--small --repeats 2)
 else
+  draws_platforms=cuda,cpu draws_expect="1 passed"
   activations=(--log2-size 28 --repeats 100)
   gradient_noise=(--size 100000000 --blocks 8 --repeats 50)
   recurrent=(--repeats 50 --no-small)
@@ -119,8 +123,9 @@ run_suite() {
       | stamp
   fi
 
-  piece draws 45 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_noise.py \
-    -k test_gpu_draw_matches_cpu
+  piece draws 45 bash -c '"${@:2}" 2>&1 | tee /dev/stderr | grep -q "$1"' draws "$draws_expect" \
+    env "JAX_PLATFORMS=$draws_platforms" "$PYTHON" -m pytest -q -rs -p no:cacheprovider \
+    tests/test_noise.py -k test_gpu_draw_matches_cpu
   bench activations_float32 75 bench_activations "${activations[@]}" --dtypes float32
   bench gradient_noise 75 bench_gradient_noise "${gradient_noise[@]}"
   bench recurrent_lstm_large 100 bench_recurrent "${recurrent[@]}" --cells lstm --shapes "$large"
