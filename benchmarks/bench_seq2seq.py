@@ -123,13 +123,14 @@ def main(outdir=None, *, repeats: int = 20) -> dict[str, Any]:
   path = harness.save(SECTION, results, outdir)
   print(f"  wrote {path}")
   if outdir is None:  # a run into another folder is a scratch run
-    harness.update_markdown("bench_seq2seq", MARKDOWN_HEADING,
-                            _table(results, harness.environment()))
+    results["environment"] = harness.environment()
+    harness.update_markdown("bench_seq2seq", MARKDOWN_HEADING, table(results))
   return results
 
 
-def _table(results: dict, env: dict) -> str:
-  config = results["config"]
+def table(results: dict) -> str:
+  """The markdown table of a results section, as run or as loaded from its JSON file."""
+  env, config = results["environment"], results["config"]
   absolute = env["platform"] != "cpu"
   lines = [
       harness.provenance(env) + f": LSTM encoder-decoder training step on "
@@ -139,7 +140,8 @@ def _table(results: dict, env: dict) -> str:
       "| cell | time / flax nn.LSTMCell |" + (" steps/s |" if absolute else ""),
       "|---|---|" + ("---|" if absolute else ""),
   ]
-  for name, ratio in results["time_over_flax"].items():
+  for name in (FLAX, NOISY, DETERMINISTIC):  # the run's order (JSON sorts the keys)
+    ratio = results["time_over_flax"][name]
     lines.append(f"| {name} | {ratio:.2f} |"
                  + (f" {results['steps_per_s'][name]:.1f} |" if absolute else ""))
   return "\n".join(lines)

@@ -4,6 +4,8 @@ Rules (DESIGN.md): inputs on device first, compile time measured apart, warm-up,
 ``block_until_ready`` on every timed call, median of many repeats, baselines timed in
 the same run and reported as ratios. Results go to ``benchmarks/results/<device>.json``
 with the device, the jax version and the git SHA.
+Every speed target was set on an H100; :func:`target` judges a figure against it on an
+H100 or an H200 and only prints it elsewhere.
 
 :func:`time_jitted` times one function. :func:`compare` times several functions on the
 same inputs *interleaved*, one call of each per round, so that a machine whose load
@@ -12,6 +14,7 @@ its ratios are medians over rounds of per-round time ratios against a baseline.
 """
 
 import json
+import os
 import pathlib
 import re
 import statistics
@@ -22,11 +25,13 @@ from typing import Any, Callable
 import jax
 
 RESULTS_DIR = pathlib.Path(__file__).parent / "results"
+# Devices whose runs are judged against the targets (all set on an H100): an H200 has the
+# H100's arithmetic rates and about 1.4x its memory bandwidth (see bandwidth_note).
+TARGET_DEVICES = ("H100", "H200")
 
 
-def _compile(fn: Callable, args: tuple) -> tuple[Callable, float]:
-  if isinstance(fn, jax.stages.Compiled):  # compiled by the caller (e.g. under a patch)
-    return fn, 0.0
+def compile_timed(fn: Callable, *args) -> tuple[jax.stages.Compiled, float]:
+  """``jax.jit(fn)`` lowered and compiled for ``args``, and the seconds that took."""
   start = time.perf_counter()
   compiled = jax.jit(fn).lower(*args).compile()
   return compiled, time.perf_counter() - start
@@ -51,7 +56,7 @@ def time_jitted(fn: Callable, *args, repeats: int = 50, warmup: int = 3) -> dict
     ``{"compile_s", "median_s", "min_s", "repeats"}``.
   """
   args = jax.device_put(args)
-  compiled, compile_s = _compile(fn, args)
+  compiled, compile_s = compile_timed(fn, *args)
   for _ in range(warmup):
     jax.block_until_ready(compiled(*args))
   times = [_timed_call(compiled, args) for _ in range(repeats)]
@@ -69,6 +74,7 @@ def compare(
     baseline: str,
     repeats: int = 50,
     warmup: int = 3,
+    compile_s: dict[str, float] | None = None,
 ) -> dict[str, dict[str, float]]:
   """Times every function of ``fns`` on the same ``args``, interleaved round by round.
 
@@ -78,11 +84,14 @@ def compare(
 
   Args:
     fns: name -> function of ``*args``, or an already compiled
-      ``jax.stages.Compiled`` for them (its compile time is then not measured).
+      ``jax.stages.Compiled`` for them (compiled under a patch, say, or also used
+      elsewhere).
     *args: the inputs, moved to the default device here before any timing.
     baseline: the name in ``fns`` that ratios are taken against.
     repeats: number of rounds.
     warmup: untimed calls of each function after compilation.
+    compile_s: name -> the seconds the caller took to compile that entry of ``fns``
+      (e.g. with :func:`compile_timed`); 0.0 for a compiled entry not named here.
 
   Returns:
     name -> ``{"compile_s", "median_s", "min_s", "repeats", "ratio"}`` where
@@ -93,9 +102,13 @@ def compare(
     raise ValueError(f"baseline={baseline!r} is not one of {sorted(fns)}.")
   args = jax.device_put(args)
   names = list(fns)
-  compiled, compile_s = {}, {}
+  compiled, compile_s = {}, dict(compile_s or {})
   for name in names:
-    compiled[name], compile_s[name] = _compile(fns[name], args)
+    if isinstance(fns[name], jax.stages.Compiled):
+      compiled[name] = fns[name]
+      compile_s.setdefault(name, 0.0)
+    else:
+      compiled[name], compile_s[name] = compile_timed(fns[name], *args)
     for _ in range(warmup):
       jax.block_until_ready(compiled[name](*args))
   times = {name: [] for name in names}
@@ -117,14 +130,18 @@ def compare(
 
 
 def environment() -> dict[str, Any]:
-  """Device, backend, jax version and git SHA of this run."""
+  """Device, backend, jax version and git SHA of this run.
+
+  The SHA is ``git rev-parse HEAD``'s; where the tree was copied without its ``.git``
+  (a lent GPU machine), the ``BENCH_GIT_SHA`` environment variable's, else ``"unknown"``.
+  """
   try:
     sha = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
         cwd=pathlib.Path(__file__).parent,
     ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
-    sha = "unknown"
+    sha = os.environ.get("BENCH_GIT_SHA", "unknown")
   device = jax.devices()[0]
   return {
       "device": device.device_kind,
@@ -142,6 +159,32 @@ def provenance(env: dict[str, Any]) -> str:
           f"`{env['git_sha'][:10]}`, {env['time']}")
 
 
+def judges_targets(env: dict[str, Any]) -> bool:
+  """Whether a run on ``env``'s device is judged against the targets: an H100 or an H200."""
+  return any(name in env["device"] for name in TARGET_DEVICES)
+
+
+def target(bound: str, met: bool, env: dict[str, Any]) -> str:
+  """``H100 target <= 1.0``, followed by ``, met`` or ``, missed`` where :func:`judges_targets`."""
+  verdict = (", met" if met else ", missed") if judges_targets(env) else ""
+  return f"H100 target {bound}{verdict}"
+
+
+def bandwidth_note(env: dict[str, Any]) -> str:
+  """A note for the elementwise (memory-bound) benchmarks' tables on an H200, else ``""``.
+
+  Their baselines (``jax.nn.hard_tanh``, a read-modify-write) only move bytes; the
+  noisy versions also do the generator's arithmetic. An H200 has about 1.4x an H100's
+  memory bandwidth at the same arithmetic rates, so a ratio target set on an H100 is
+  harder to meet on it.
+  """
+  if "H200" not in env["device"]:
+    return ""
+  return ("H200: about 1.4x the memory bandwidth of the H100 the targets were set on, at "
+          "the same arithmetic rates; the memory-bound baselines run faster here and the "
+          "noisy versions need not, so these ratio targets are harder to meet than on an H100.")
+
+
 def torch_device(torch) -> str | None:
   """The torch device on the same kind of hardware as JAX's, or None if torch has none.
 
@@ -154,41 +197,57 @@ def torch_device(torch) -> str | None:
   return "cpu" if platform == "cpu" else None
 
 
-def device_slug() -> str:
-  """File-name-safe name of the first device, e.g. ``nvidia_h100_80gb_hbm3`` or ``cpu``."""
-  device = jax.devices()[0]
-  name = device.device_kind if device.platform != "cpu" else "cpu"
+def device_slug(env: dict[str, Any] | None = None) -> str:
+  """File-name-safe name of a device, e.g. ``nvidia_h100_80gb_hbm3`` or ``cpu``.
+
+  Args:
+    env: an :func:`environment` (from a results file, say); default: this process's
+      first device.
+  """
+  if env is None:
+    device = jax.devices()[0]
+    platform, kind = device.platform, device.device_kind
+  else:
+    platform, kind = env["platform"], env["device"]
+  name = kind if platform != "cpu" else "cpu"
   return "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
 
 
-def save(section: str, results: dict[str, Any], outdir: pathlib.Path | None = None) -> pathlib.Path:
-  """Merges ``results`` under ``section`` into ``<outdir>/<device>.json`` and returns the path."""
+def save(section: str, results: dict[str, Any], outdir: pathlib.Path | None = None, *,
+         env: dict[str, Any] | None = None) -> pathlib.Path:
+  """Merges ``results`` under ``section`` into ``<outdir>/<device>.json`` and returns the path.
+
+  ``env`` (default this run's :func:`environment`) is stored with them and names the device.
+  """
+  env = environment() if env is None else env
   outdir = pathlib.Path(outdir or RESULTS_DIR)
   outdir.mkdir(parents=True, exist_ok=True)
-  path = outdir / f"{device_slug()}.json"
+  path = outdir / f"{device_slug(env)}.json"
   data = json.loads(path.read_text()) if path.exists() else {}
-  data[section] = {"environment": environment(), **results}
+  data[section] = {"environment": env, **results}
   path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
   return path
 
 
-def tables_path() -> pathlib.Path:
-  """``benchmarks/results/<device>.md``: the generated tables of this device.
+def tables_path(env: dict[str, Any] | None = None) -> pathlib.Path:
+  """``benchmarks/results/<device>.md``: the generated tables of ``env``'s (or this) device.
 
   BENCHMARKS.md is written by hand and links to these files; no script edits it.
   """
-  return RESULTS_DIR / f"{device_slug()}.md"
+  return RESULTS_DIR / f"{device_slug(env)}.md"
 
 
 def update_markdown(benchmark: str, heading: str, table: str,
-                    path: pathlib.Path | None = None) -> None:
+                    path: pathlib.Path | None = None, *,
+                    env: dict[str, Any] | None = None) -> None:
   """Replaces the block of ``benchmark`` inside the ``heading`` section of the tables file.
 
-  The file is :func:`tables_path` unless ``path`` is given. The block sits between
-  ``<!-- <benchmark>:<device>:begin/end -->`` markers; a missing section is appended.
+  The file is :func:`tables_path` of ``env`` (default this process's device) unless
+  ``path`` is given. The block sits between ``<!-- <benchmark>:<device>:begin/end -->``
+  markers; a missing section is appended.
   """
-  path = tables_path() if path is None else path
-  slug = device_slug()
+  path = tables_path(env) if path is None else path
+  slug = device_slug(env)
   begin, end = f"<!-- {benchmark}:{slug}:begin -->", f"<!-- {benchmark}:{slug}:end -->"
   block = f"{begin}\n{table}\n{end}"
   text = path.read_text() if path.exists() else (
