@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow bench clean
+.PHONY: run test test-slow bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-slow: $(STAMP)
 # Benchmarks: writes benchmarks/results/<device>.json; see BENCHMARKS.md.
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
+
+# Every GPU target in one command on a lent H100/H200, with the machine's own python3
+# (no .venv: it cannot install there); see BENCHMARKS.md, "GPU run".
+bench-gpu:
+	bash benchmarks/gpu.sh
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
