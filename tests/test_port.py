@@ -276,9 +276,8 @@ def test_linen_converters_equal_outputs_and_round_trip(flax_cell, noisy_cell):
                                rtol=0, atol=1e-12)
     np.testing.assert_allclose(layer_out, expected, rtol=0, atol=1e-12)
     back = noisy_jax.nn.params_to_flax(params, flax_cell)
-  chex_equal = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), back, flax_params)
   assert jax.tree.structure(back) == jax.tree.structure(flax_params)
-  assert all(jax.tree.leaves(chex_equal))
+  jax.tree.map(np.testing.assert_array_equal, back, flax_params)
 
 
 def test_linen_converter_refuses_other_cells():
