@@ -49,6 +49,7 @@ so a resumed run is the same run continued.
 from concurrent import futures
 import json
 import math
+import os
 import pathlib
 import subprocess
 import threading
@@ -146,7 +147,8 @@ def compile_in_background(configs: list[ml_collections.ConfigDict]) -> list[futu
 
   The variants train one after another; compiling the next ones meanwhile (XLA
   compiles without holding the GIL) leaves the GPU's time to training. The thread
-  is a daemon, so that a compile still going at the deadline does not hold the exit.
+  is a daemon, so that a compile still going at the deadline does not hold the exit
+  (see the end of :func:`main`).
   """
   results = [futures.Future() for _ in configs]
 
@@ -228,7 +230,7 @@ def train_variant(config: ml_collections.ConfigDict, compiled: futures.Future,
   seconds_per_update = times.step_s + times.eval_s / config.train.eval_every
   for fraction in (FIRST_SEGMENT, 1.0):
     updates = math.floor(fraction * (end - time.perf_counter()) / seconds_per_update)
-    if updates < 1:
+    if updates < config.train.eval_every:  # would cost more in set-up than it trains
       break
     config.train.num_steps = step + updates
     start = time.perf_counter()
@@ -248,8 +250,8 @@ def train_variant(config: ml_collections.ConfigDict, compiled: futures.Future,
         1e3 * seconds_per_update, summary["metric"], summary["mean"], summary["std"],
         summary["num_runs"], summary["best"], 100 * summary["success_rate"])
   if not record["segments"]:
-    logging.warning("[t=%.0fs] %s: no time left for an update; not trained.",
-                    time.time() - clock, name)
+    logging.warning("[t=%.0fs] %s: no time left for %d updates; not trained.",
+                    time.time() - clock, name, config.train.eval_every)
   record["end_step"] = step
   return record
 
@@ -296,6 +298,11 @@ def main(argv):
                  record["end_step"], 1e3 * record["step_s"],
                  f"{summary['mean']:.3f} +- {summary['std']:.3f}  "
                  f"{100 * summary['success_rate']:.0f}%" if summary else "not trained")
+  if not all(result.done() for result in compiled):
+    # Python's shutdown would abort the process under the compile thread.
+    logging.warning("Exiting while a variant still compiles.")
+    logging.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
