@@ -27,6 +27,15 @@ _SLOW_VARIANTS = (
     "test_linen_nanil_modules_inject_noise_and_take_nanil_scale[ntm_feedforward]",
     "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[ntm_feedforward]",
     "test_a_controller_is_a_table_entry",
+    # NANIL reaching the LSTM and GRU cells: the layers stay, and a framework's cells and
+    # layers read their units through the same adapter code (linen._units, nnx._prepare).
+    "test_linen_nanil_modules_inject_noise_and_take_nanil_scale[lstm_cell]",
+    "test_linen_nanil_modules_inject_noise_and_take_nanil_scale[gru_cell]",
+    "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[lstm_cell]",
+    "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[gru_cell]",
+    # The NTM cell under noisy_rnn: the NTMCell doctest runs the same path, test_contract
+    # checks its fresh noise per step.
+    "test_ntm.py::test_linen_cell_under_nn_rnn",
     # Generator counts of the GRU and of the unbatched cell (LSTM and batched stay).
     "test_a_layers_training_step_draws_each_stream_at_most_twice[False-NoisyGRU]",
     "test_a_layers_training_step_draws_each_stream_at_most_twice[True-NoisyGRU]",
