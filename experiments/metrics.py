@@ -9,6 +9,7 @@ with tensorboardX when it is installed, without TensorFlow.
 import json
 import logging as pylogging
 import math
+import os
 import pathlib
 import sys
 import time
@@ -29,19 +30,60 @@ def _jsonable(value: Any) -> Any:
   return [_jsonable(v) for v in value]
 
 
+def _parse(path: pathlib.Path) -> tuple[list[dict[str, Any]], str | None]:
+  """The records of ``path``, and its last line if a kill or a full disk tore it.
+
+  Only the last line may be torn (appends are line by line); an unparseable line
+  before it means something else damaged the file, and raises.
+  """
+  lines = [(number, line) for number, line in enumerate(path.read_text().splitlines(), 1)
+           if line.strip()]
+  records = []
+  for index, (number, line) in enumerate(lines):
+    try:
+      records.append(json.loads(line))
+    except json.JSONDecodeError as error:
+      if index == len(lines) - 1:
+        logging.warning("%s: line %d is torn (%s), probably by a kill or a full disk while "
+                        "it was written; it is set aside.", path, number, error.msg)
+        return records, line
+      raise ValueError(
+          f"{path}: line {number} is not JSON ({error.msg}), and it is not the last line, "
+          "so the file was damaged after it was written. Fix: repair or delete that line "
+          "(or restore the file from a copy), then run again."
+      ) from None
+  return records, None
+
+
 def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
-  """The records of ``workdir/metrics.jsonl`` (empty if there is none)."""
+  """The records of ``workdir/metrics.jsonl`` (empty if there is none).
+
+  A torn last line is skipped with a warning that names the file and the line.
+  """
   path = pathlib.Path(workdir) / METRICS_FILE
   if not path.exists():
     return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return _parse(path)[0]
+
+
+def _write_atomically(path: pathlib.Path, text: str) -> None:
+  """Replaces ``path`` by ``text`` through a temporary file and a rename: a kill at any
+  moment leaves either the old file or the new one."""
+  temporary = path.with_name(path.name + ".tmp")
+  with temporary.open("w") as file:
+    file.write(text)
+    file.flush()
+    os.fsync(file.fileno())
+  os.replace(temporary, path)
 
 
 class MetricWriter:
   """Appends metric records to ``metrics.jsonl`` and, if available, TensorBoard events.
 
   A resumed run first drops the records past its restored step, so the file ends
-  up as if the run had never been interrupted.
+  up as if the run had never been interrupted. That rewrite goes through a temporary
+  file and an atomic rename; a torn last line (a kill or a full disk mid-write) is
+  moved to ``metrics.jsonl.torn`` with a warning.
 
   Args:
     workdir: the run's directory.
@@ -60,8 +102,12 @@ class MetricWriter:
     self._path = pathlib.Path(workdir) / METRICS_FILE
     self._path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh start (resume_step 0) keeps nothing: its step-0 evaluation is redone.
-    kept = [r for r in read_metrics(workdir) if r["step"] <= resume_step] if resume_step else []
-    self._path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    records, torn = _parse(self._path) if self._path.exists() else ([], None)
+    if torn is not None:  # kept beside the file, not lost
+      with self._path.with_name(self._path.name + ".torn").open("a") as file:
+        file.write(torn + "\n")
+    kept = [r for r in records if r["step"] <= resume_step] if resume_step else []
+    _write_atomically(self._path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = self._path.open("a")
     if tensorboard:
       try:

@@ -469,6 +469,37 @@ def test_metric_writer_drops_records_past_the_resumed_step(tmp_path):
   assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]
 
 
+def test_torn_last_metrics_line_is_set_aside_not_fatal(tmp_path, caplog, monkeypatch):
+  """A kill mid-write leaves half a line: reading warns (file and line named) and skips
+  it, resuming moves it to metrics.jsonl.torn, and the rewrite is atomic (a kill during
+  it leaves the old file whole)."""
+  writer = metrics_lib.MetricWriter(tmp_path, tensorboard=False)
+  for step in (1, 2):
+    writer.write(step, "train", {"loss": np.asarray([step])})
+  writer.close()
+  path = tmp_path / metrics_lib.METRICS_FILE
+  with path.open("a") as file:
+    file.write('{"step": 3, "split": "tr')
+  with caplog.at_level("WARNING"):
+    assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]
+  assert f"{path}: line 3 is torn" in caplog.text
+
+  def killed(*args):
+    raise KeyboardInterrupt  # the kill lands between writing the copy and the rename
+  with monkeypatch.context() as patch:
+    patch.setattr(metrics_lib.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+      metrics_lib.MetricWriter(tmp_path, resume_step=2, tensorboard=False)
+  assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]  # history kept
+  metrics_lib.MetricWriter(tmp_path, resume_step=2, tensorboard=False).close()
+  assert path.read_text().count("\n") == 2
+  assert (tmp_path / "metrics.jsonl.torn").read_text().startswith('{"step": 3, "split": "tr')
+  with path.open("a") as file:
+    file.write('garbage\n{"step": 3}\n')
+  with pytest.raises(ValueError, match=r"line 3 is not JSON .* not the last line"):
+    metrics_lib.read_metrics(tmp_path)
+
+
 def test_progress_bar_on_terminal_and_log_lines_otherwise(caplog):
   class Terminal(io.StringIO):
     def isatty(self):
