@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import lock
 from experiments import metrics
 from experiments import train
 from experiments import validation
@@ -34,7 +35,7 @@ def main(argv):
   logging.info("JAX devices: %s", jax.devices())
   try:
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except validation.ConfigError as error:
+  except (validation.ConfigError, lock.WorkdirLockedError) as error:
     raise app.UsageError(str(error)) from error
   print(json.dumps(result["summary"], indent=2))
 

@@ -40,6 +40,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import noisy_jax
 import noisy_jax.optim
 from experiments import checkpoints
+from experiments import lock
 from experiments import metrics as metrics_lib
 from experiments import models
 from experiments import validation
@@ -458,14 +459,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   Raises:
     validation.ConfigError: the config is invalid (before anything is compiled).
+    lock.WorkdirLockedError: another live run trains in ``workdir``.
     NonFiniteLossError: a loss or gradient became NaN/Inf.
   """
   experiment = get_experiment(config, compiler_options)
-  config = experiment.config
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
+  with lock.WorkdirLock(workdir, enabled=is_chief):
+    return _train_and_evaluate(experiment, workdir, is_chief)
 
+
+def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
+                        is_chief: bool) -> dict[str, Any]:
+  """:func:`train_and_evaluate` inside the workdir's lock."""
+  config = experiment.config
   checkpointer = checkpoints.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
   abstract = jax.eval_shape(experiment.init_state, experiment.run_keys())
   abstract = jax.tree.map(

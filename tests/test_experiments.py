@@ -8,10 +8,13 @@ train each smoke config once.
 import io
 import json
 import logging as pylogging
+import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
+import time
 
 import jax
 import ml_collections
@@ -24,6 +27,7 @@ from configs import copy as copy_config
 from configs import deep_mlp
 from configs import unique_integers
 from experiments import checkpoints
+from experiments import lock as lock_lib
 from experiments import main as main_lib
 from experiments import make_run
 from experiments import metrics as metrics_lib
@@ -498,6 +502,37 @@ def test_torn_last_metrics_line_is_set_aside_not_fatal(tmp_path, caplog, monkeyp
     file.write('garbage\n{"step": 3}\n')
   with pytest.raises(ValueError, match=r"line 3 is not JSON .* not the last line"):
     metrics_lib.read_metrics(tmp_path)
+
+
+def test_second_run_on_a_workdir_refuses_and_a_stale_lock_is_taken_over(tmp_path, caplog):
+  """Two runs on one workdir would write every record twice: the second one refuses,
+  naming the holder; a lock left by a dead process, or with an old heartbeat, is taken."""
+  held = lock_lib.WorkdirLock(tmp_path)
+  with held:
+    holder = json.loads((tmp_path / lock_lib.LOCK_FILE).read_text())
+    assert holder["pid"] == os.getpid()
+    with pytest.raises(lock_lib.WorkdirLockedError,
+                       match=rf"in use by process {os.getpid()} on host .*Fix: wait"):
+      with lock_lib.WorkdirLock(tmp_path):
+        pass
+  assert not (tmp_path / lock_lib.LOCK_FILE).exists()  # released
+  # A process of this host that does not exist (above Linux's largest pid), and a
+  # holder elsewhere whose heartbeat stopped ten minutes ago.
+  for stale in ({"pid": 2**22 + 1, "host": socket.gethostname(), "heartbeat": time.time()},
+                {"pid": os.getpid(), "host": "elsewhere", "heartbeat": time.time() - 600}):
+    (tmp_path / lock_lib.LOCK_FILE).write_text(json.dumps(stale))
+    with caplog.at_level("WARNING"), lock_lib.WorkdirLock(tmp_path):
+      pass
+    assert f"Taking over the stale lock {tmp_path / lock_lib.LOCK_FILE}" in caplog.text
+    caplog.clear()
+
+
+def test_train_and_evaluate_holds_the_workdir_lock(counting_run, tmp_path):
+  config, _, _ = counting_run
+  (tmp_path / lock_lib.LOCK_FILE).write_text(json.dumps(
+      {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}))
+  with pytest.raises(lock_lib.WorkdirLockedError):
+    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
 
 
 def test_progress_bar_on_terminal_and_log_lines_otherwise(caplog):
