@@ -1,5 +1,14 @@
-"""Orbax checkpoints of the whole training state, with fallback past a corrupt checkpoint."""
+"""Orbax checkpoints of the whole training state, with fallback past a corrupt checkpoint.
 
+Integrity: at every save a SHA-256 digest of each saved array goes to
+``<workdir>/checkpoint_digests/<step>.json``; a restored checkpoint must match its
+digests and be finite everywhere, or it is set aside like an unreadable one (a flipped
+byte in a data file otherwise restores silently, as values up to 1e37).
+"""
+
+import hashlib
+import json
+import os
 import pathlib
 import shutil
 import time
@@ -7,8 +16,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+DIGESTS_DIR = "checkpoint_digests"
 
 
 def _is_key(leaf: Any) -> bool:
@@ -35,6 +47,39 @@ def _from_storable(tree: Any, abstract: Any) -> Any:
                       tree, abstract)
 
 
+def _host(leaf: Any) -> np.ndarray:
+  """A leaf's value on this host (the state is replicated: any shard is all of it)."""
+  if isinstance(leaf, jax.Array):
+    leaf = leaf.addressable_data(0)
+  return np.ascontiguousarray(np.asarray(leaf))
+
+
+def digests(tree: Any) -> dict[str, str]:
+  """SHA-256 of every array of ``tree`` (dtype, shape and bytes), by its key path."""
+  result = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    value = _host(leaf)
+    digest = hashlib.sha256(f"{value.dtype}{value.shape}".encode())
+    digest.update(value.tobytes())
+    result[jax.tree_util.keystr(path)] = digest.hexdigest()
+  return result
+
+
+def _integrity_problem(tree: Any, saved: dict[str, str] | None) -> str | None:
+  """Why a restored (storable) tree cannot be trusted; None if it can."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    value = _host(leaf)
+    if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+      return f"non-finite values in {jax.tree_util.keystr(path)}"
+  if saved is None:
+    return None
+  restored = digests(tree)
+  for path, digest in saved.items():
+    if restored.get(path) != digest:
+      return f"{path} differs from what was saved (SHA-256 mismatch)"
+  return None
+
+
 class CheckpointError(RuntimeError):
   """Checkpoints exist but none can be restored."""
 
@@ -55,14 +100,46 @@ class Checkpointer:
     )
 
   def save(self, step: int, state: Any) -> None:
-    """Starts an asynchronous save of ``state`` (a pytree; PRNG keys allowed) at ``step``."""
-    self._manager.save(step, args=ocp.args.StandardSave(_to_storable(state)), force=True)
+    """Starts an asynchronous save of ``state`` (a pytree; PRNG keys allowed) at ``step``.
+
+    The digests of its arrays are written first (by process 0), atomically.
+    """
+    storable = _to_storable(state)
+    if jax.process_index() == 0:
+      self._digests_dir.mkdir(parents=True, exist_ok=True)
+      path = self._digest_path(step)
+      temporary = path.with_name(path.name + ".tmp")
+      temporary.write_text(json.dumps(digests(storable), indent=1, sort_keys=True))
+      os.replace(temporary, path)
+    self._manager.save(step, args=ocp.args.StandardSave(storable), force=True)
+    if jax.process_index() == 0:  # the manager may have deleted old steps
+      kept = {str(s) for s in self._manager.all_steps()} | {str(step)}
+      for path in self._digests_dir.glob("*.json"):
+        if path.stem not in kept:
+          path.unlink()
+
+  @property
+  def _digests_dir(self) -> pathlib.Path:
+    return self.directory.parent / DIGESTS_DIR
+
+  def _digest_path(self, step: int) -> pathlib.Path:
+    return self._digests_dir / f"{step}.json"
+
+  def _saved_digests(self, step: int) -> dict[str, str] | None:
+    path = self._digest_path(step)
+    if not path.exists():
+      logging.warning("Checkpoint at step %d in %s was written before checkpoint digests "
+                      "existed (no %s): restored with a finiteness check only.", step,
+                      self.directory, path)
+      return None
+    return json.loads(path.read_text())
 
   def restore_latest(self, abstract_state: Any) -> tuple[Any, int] | tuple[None, None]:
     """The newest checkpoint that restores, as ``(state, step)``; ``(None, None)`` if none.
 
-    A checkpoint that fails to restore (truncated or corrupt files) is skipped with
-    a warning and the previous one is tried; once one restores, the unreadable
+    A checkpoint that fails to restore (truncated or corrupt files), or whose
+    values differ from the digests written at save time or are not finite, is
+    skipped with a warning that names it and the previous one is tried; once one restores, the unreadable
     newer ones are moved to ``<workdir>/unreadable_checkpoints`` (so that the
     resumed run can save those steps again). If checkpoints exist but none
     restores, this raises :class:`CheckpointError` instead of starting afresh.
@@ -83,6 +160,13 @@ class Checkpointer:
             "Checkpoint at step %d in %s cannot be restored (%s: %s); falling back to "
             "the previous checkpoint.", step, self.directory, type(error).__name__,
             str(error)[:300])
+        unreadable.append(step)
+        continue
+      problem = _integrity_problem(restored, self._saved_digests(step))
+      if problem is not None:
+        logging.warning(
+            "Checkpoint at step %d in %s fails its integrity check (%s); falling back to "
+            "the previous checkpoint.", step, self.directory, problem)
         unreadable.append(step)
         continue
       self._set_aside(unreadable)
@@ -106,6 +190,8 @@ class Checkpointer:
       target = aside / f"{step}.{time.strftime('%Y%m%d-%H%M%S')}"
       logging.warning("Moving the unreadable checkpoint at step %d to %s.", step, target)
       shutil.move(source, target)
+      if self._digest_path(step).exists():
+        shutil.move(self._digest_path(step), target / "digests.json")
     self._manager.reload()
 
   def all_steps(self) -> list[int]:

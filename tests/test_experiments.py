@@ -17,8 +17,10 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 
@@ -305,6 +307,52 @@ def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
   assert not (tmp_path / "checkpoints" / "2").exists()
   set_aside, = (tmp_path / "unreadable_checkpoints").glob("2.*")  # moved, not deleted
   assert (set_aside / "default" / "_METADATA").read_text() == "{corrupt"
+
+
+def test_bit_flipped_checkpoint_is_caught_and_set_aside(tmp_path, caplog):
+  """16 bytes XOR-ed inside the newest checkpoint's largest data file, at a place Orbax
+  itself does not notice (it restores other values without an error): the digests no
+  longer match, so it is set aside with a warning naming it and the previous one
+  restores. A checkpoint without digests (an older release's) restores with a warning."""
+  state = {"params": jnp.asarray(np.random.default_rng(0).normal(size=(200, 100)), jnp.float32),
+           "keys": jax.random.split(jax.random.key(0), 3)}
+  checkpointer = checkpoints.Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
+  for step in (1, 2):
+    checkpointer.save(step, state)
+  checkpointer.close()
+  largest = max((p for p in (tmp_path / "checkpoints" / "2").rglob("d/*") if p.is_file()),
+                key=lambda p: p.stat().st_size)  # the largest array data file
+  original = largest.read_bytes()
+  abstract = jax.eval_shape(lambda: state)
+  target = checkpoints._abstract_storable(abstract)
+  saved = checkpoints.digests(checkpoints._to_storable(state))
+  for offset in range(len(original) // 10, len(original) - 16, len(original) // 10):
+    data = bytearray(original)
+    data[offset:offset + 16] = bytes(b ^ 0xFF for b in data[offset:offset + 16])
+    largest.write_bytes(bytes(data))
+    with ocp.CheckpointManager(tmp_path / "checkpoints") as manager:
+      try:
+        silent = manager.restore(2, args=ocp.args.StandardRestore(target))
+      except Exception:  # pylint: disable=broad-except
+        continue
+    if checkpoints.digests(silent) != saved:
+      break  # restored without an error, with other values
+  else:
+    pytest.fail("no flip restored silently with changed values: nothing to catch")
+  checkpointer = checkpoints.Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
+  with caplog.at_level(pylogging.WARNING, logger="absl"):
+    restored, step = checkpointer.restore_latest(abstract)
+  assert step == 1, caplog.text
+  assert "Checkpoint at step 2" in caplog.text and "fails its integrity check" in caplog.text
+  set_aside, = (tmp_path / "unreadable_checkpoints").glob("2.*")
+  assert (set_aside / "digests.json").exists()
+  caplog.clear()
+  (tmp_path / checkpoints.DIGESTS_DIR / "1.json").unlink()
+  with caplog.at_level(pylogging.WARNING, logger="absl"):
+    restored, step = checkpointer.restore_latest(abstract)
+  checkpointer.close()
+  assert step == 1 and "written before checkpoint digests existed" in caplog.text
+  np.testing.assert_array_equal(restored["params"], state["params"])
 
 
 def test_checkpointer_keeps_the_last_k(counting_run, tmp_path):
