@@ -91,6 +91,9 @@ for config in "$WORKDIR"/*/*/config.json; do
   latest=$(ls "$WORKDIR/$run/checkpoints" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 \
     || true)
   if [[ -n $latest ]]; then files+=("$run/checkpoints/$latest"); fi
+  if [[ -f $WORKDIR/$run/checkpoint_digests/$latest.json ]]; then
+    files+=("$run/checkpoint_digests/$latest.json")  # checked when a later command resumes
+  fi
   tar -czf "$OUT/${run//\//.}.tar.gz" -C "$WORKDIR" "${files[@]}"
 done
 if [[ -d $WORKDIR/compile_cache ]]; then
