@@ -20,6 +20,7 @@ from absl import logging
 
 METRICS_FILE = "metrics.jsonl"
 FINAL_METRICS_FILE = "final_metrics.json"
+RESUME_HISTORY_FILE = "resume_history.jsonl"  # the fields a resumed run changed
 
 
 def _jsonable(value: Any) -> Any:

@@ -43,9 +43,17 @@ def find_runs(workdir: str | pathlib.Path,
         "config": json.loads(config_path.read_text()),
         "records": metrics_lib.read_metrics(run_dir),
         "final": json.loads(final_path.read_text()) if final_path.exists() else None,
+        "resumes": _resume_history(run_dir),
     })
   rank = {variant: index for index, variant in enumerate(order)}
   return sorted(runs, key=lambda run: rank.get(run["config"]["variant"], len(rank)))
+
+
+def _resume_history(run_dir: pathlib.Path) -> list[dict[str, Any]]:
+  path = run_dir / metrics_lib.RESUME_HISTORY_FILE
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _curve(records, split: str, metric: str):
@@ -118,6 +126,13 @@ def table(runs: list[dict[str, Any]]) -> str:
           f"{_format(s['std'])} | {_format(s['best'])} | {100 * s['success_rate']:.0f}% | "
           f"{_format(paper['value'])} {paper['metric']} | {paper['source']} |")
     lines.append("")
+    for run in group:  # what config.json alone does not show
+      for change in run.get("resumes", []):
+        lines.append(f"- {run['config']['variant']}: resumed at step {change['step']} with "
+                     f"{change['field']} {change['old']!r} -> {change['new']!r} "
+                     f"({change['time']})")
+    if any(run.get("resumes") for run in group):
+      lines.append("")
   return "\n".join(lines)
 
 

@@ -417,10 +417,15 @@ def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return flat
 
 
-def _check_resumed_config(config: ml_collections.ConfigDict, saved_path: pathlib.Path) -> None:
-  """Refuses to resume a checkpoint under a config that trains something else."""
+def _check_resumed_config(config: ml_collections.ConfigDict,
+                          saved_path: pathlib.Path) -> list[tuple[str, Any, Any]]:
+  """Refuses to resume a checkpoint under a config that trains something else.
+
+  Returns:
+    The resumable fields that changed, as ``(field, old, new)``.
+  """
   if not saved_path.exists():
-    return
+    return []
   saved = _flat(json.loads(saved_path.read_text()))
   current = _flat(json.loads(config.to_json()))
   differ = sorted(name for name in saved.keys() | current.keys()
@@ -437,6 +442,21 @@ def _check_resumed_config(config: ml_collections.ConfigDict, saved_path: pathlib
         f"{saved_path.parent} holds checkpoints of a different config ({details}). Fix: "
         "use a new --workdir, or restore those fields; only "
         f"{', '.join(RESUMABLE_CHANGES)} may change when resuming.")
+  return [(name, saved.get(name), current.get(name)) for name in differ]
+
+
+def _record_resume_changes(workdir: pathlib.Path, step: int,
+                           changes: list[tuple[str, Any, Any]]) -> None:
+  """Appends the fields a resumed run changed to ``<workdir>/resume_history.jsonl``.
+
+  config.json then holds only the newest values; this file keeps the older ones, with
+  the step from which each new value applies (experiments/report.py lists them).
+  """
+  now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+  with (workdir / metrics_lib.RESUME_HISTORY_FILE).open("a") as file:
+    for field, old, new in changes:
+      file.write(json.dumps({"step": step, "field": field, "old": old, "new": new,
+                             "time": now}) + "\n")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
@@ -479,8 +499,8 @@ def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.replicated), abstract)
   try:
-    if checkpointer.all_steps():
-      _check_resumed_config(config, workdir / "config.json")
+    changes = (_check_resumed_config(config, workdir / "config.json")
+               if checkpointer.all_steps() else [])
     state, start = checkpointer.restore_latest(abstract)
     if start is not None and start > config.train.num_steps:
       raise validation.ConfigError(
@@ -495,6 +515,8 @@ def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
   else:
     logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
   if is_chief:
+    if start and changes:
+      _record_resume_changes(workdir, start, changes)
     (workdir / "config.json").write_text(config.to_json(indent=2, sort_keys=True) + "\n")
   writer = metrics_lib.MetricWriter(workdir, resume_step=start, enabled=is_chief)
   run = _Run(experiment, writer, checkpointer)

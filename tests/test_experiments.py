@@ -284,6 +284,15 @@ def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(ml
   result = train.train_and_evaluate(longer, tmp_path, compiler_options=FAST)
   assert result["step"] == 6
   assert [r["step"] for r in _records(tmp_path, "train")] == [2, 4, 6]
+  # config.json now holds the new values; the resume history keeps the old ones.
+  history = [json.loads(line) for line in
+             (tmp_path / metrics_lib.RESUME_HISTORY_FILE).read_text().splitlines()]
+  assert [(h["step"], h["field"], h["old"], h["new"]) for h in history] == [
+      (4, "optimizer.learning_rate", config.optimizer.learning_rate, 0.05),
+      (4, "train.num_steps", config.train.num_steps, 6)]
+  text = report.table(report.find_runs(tmp_path))
+  assert (f"resumed at step 4 with optimizer.learning_rate "
+          f"{config.optimizer.learning_rate!r} -> 0.05") in text
 
 
 def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
