@@ -7,6 +7,7 @@ Re-running the same command resumes from the newest checkpoint in the workdir.
 """
 
 import json
+import sys
 
 import jax
 from absl import app
@@ -14,6 +15,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import checkpoints
 from experiments import lock
 from experiments import metrics
 from experiments import train
@@ -27,16 +29,34 @@ _MULTIHOST = flags.DEFINE_bool(
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+# What a run can meet that a user fixes: each ends the program with its one-line message
+# (its traceback too with --verbosity=1 or more).
+_USER_ERRORS = (validation.ConfigError, lock.WorkdirLockedError, checkpoints.CheckpointError,
+                train.NonFiniteLossError, OSError)
+
+
+def _one_line(error: BaseException) -> str:
+  """The message of ``error`` on one line, with the fix for a file-system error."""
+  if isinstance(error, OSError) and not isinstance(error, _USER_ERRORS[:-1]):
+    return (f"{error.strerror or error} ({error.filename or _WORKDIR.value}). Fix: give "
+            "--workdir a writable directory on a disk with free space.")
+  return " ".join(str(error).split())
+
+
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    sys.exit(f"error: unexpected arguments {argv[1:]}. Fix: pass every option as a flag, "
+             "e.g. --config.train.num_steps=100; see --help.")
   if _MULTIHOST.value:
     jax.distributed.initialize()
   metrics.quiet_orbax_logs()
   logging.info("JAX devices: %s", jax.devices())
   try:
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (validation.ConfigError, lock.WorkdirLockedError) as error:
-    raise app.UsageError(str(error)) from error
+  except _USER_ERRORS as error:
+    if logging.get_verbosity() >= 1:
+      raise
+    sys.exit(f"error: {_one_line(error)}")
   print(json.dumps(result["summary"], indent=2))
 
 

@@ -393,8 +393,10 @@ class _Run:
         f"{[float(metrics['loss'][i]) for i in runs]}, grad_norm="
         f"{[float(metrics['grad_norm'][i]) for i in runs]}. Training stopped; {where}. "
         "Fix: rerun with the same --workdir and a lower --config.optimizer.learning_rate "
-        "or clipping (--config.optimizer.clip_norm / clip_value), which resumes from that "
-        "checkpoint, or check the noise scale.")
+        "or clipping (--config.optimizer.clip_norm / clip_value), which "
+        + ("resumes from that checkpoint" if self.last_checkpoint is not None
+           else "starts the run again from step 0")
+        + ", or check the noise scale.")
     self.writer.write(step, "nonfinite", {"runs": np.asarray(runs)})
     raise NonFiniteLossError(message, step, runs, self.last_checkpoint)
 

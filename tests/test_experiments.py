@@ -488,6 +488,53 @@ def test_main_passes_the_config_file_and_workdir(tmp_path, capsys, monkeypatch):
   assert json.loads(capsys.readouterr().out)["mean"] == 12.5
 
 
+@pytest.mark.parametrize("error", [
+    validation.ConfigError("train.num_steps must be > 0.\nFix: pass a positive value."),
+    lock_lib.WorkdirLockedError("/w is in use by process 7 on host h. Fix: wait."),
+    checkpoints.CheckpointError("No checkpoint in /w restores. Fix: move it away."),
+    train.NonFiniteLossError("Non-finite loss at step 3. Fix: lower the rate.", 3, [0], None),
+    OSError(28, "No space left on device", "/w/checkpoints/4"),
+], ids=["config", "locked", "checkpoint", "nonfinite", "disk_full"])
+@pytest.mark.filterwarnings("ignore:the load_module.. method is deprecated:DeprecationWarning")
+def test_main_ends_a_user_error_in_one_line(error, tmp_path, monkeypatch, capsys):
+  """One line naming the problem and the fix, no traceback (with --verbosity=1 it raises)."""
+  def failing(config, workdir):
+    raise error
+  monkeypatch.setattr(train, "train_and_evaluate", failing)
+  flags.FLAGS(["main", f"--config={deep_mlp.__file__}:smoke", f"--workdir={tmp_path}"])
+  try:
+    with pytest.raises(SystemExit) as exit_info:
+      main_lib.main(["main"])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "\n" not in message and "Fix:" in message
+    if isinstance(error, OSError):
+      assert "No space left on device (/w/checkpoints/4)" in message
+    flags.FLAGS.verbosity = 1
+    with pytest.raises(type(error)):
+      main_lib.main(["main"])
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.filterwarnings("ignore:the load_module.. method is deprecated:DeprecationWarning")
+def test_main_refuses_extra_arguments_and_a_workdir_that_is_a_file(tmp_path):
+  flags.FLAGS(["main", f"--config={deep_mlp.__file__}:smoke", f"--workdir={tmp_path}"])
+  try:
+    with pytest.raises(SystemExit, match=r"unexpected arguments \['num_steps=5'\]\. Fix"):
+      main_lib.main(["main", "num_steps=5"])
+  finally:
+    flags.FLAGS.unparse_flags()
+  workdir = tmp_path / "a_file"
+  workdir.write_text("")
+  flags.FLAGS(["main", f"--config={deep_mlp.__file__}:smoke", f"--workdir={workdir}"])
+  try:
+    with pytest.raises(SystemExit, match=rf"^error: File exists \({workdir}\)\. Fix: give "
+                       "--workdir a writable directory"):
+      main_lib.main(["main"])
+  finally:
+    flags.FLAGS.unparse_flags()
+
+
 # --- metrics and report --------------------------------------------------------------
 
 
