@@ -25,7 +25,15 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config: configs/<name>.py:<variant>.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run (checkpoints, metrics).")
 _MULTIHOST = flags.DEFINE_bool(
-    "multihost", False, "Call jax.distributed.initialize() first (one process per host).")
+    "multihost", False, "Call jax.distributed.initialize() first (one process per host); "
+    "a cluster manager (SLURM, a TPU pod, ...) is detected, or give the three flags below.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "With --multihost: host:port of process 0, e.g. "
+    "127.0.0.1:12355 for several processes on this machine.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "With --multihost: how many processes in all.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "With --multihost: this process's index, 0..num_processes-1.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -47,8 +55,14 @@ def main(argv):
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}. Fix: pass every option as a flag, "
              "e.g. --config.train.num_steps=100; see --help.")
+  given = {"coordinator_address": _COORDINATOR.value, "num_processes": _NUM_PROCESSES.value,
+           "process_id": _PROCESS_ID.value}
+  given = {name: value for name, value in given.items() if value is not None}
+  if given and not _MULTIHOST.value:
+    sys.exit(f"error: {', '.join('--' + name for name in given)} given without --multihost. "
+             "Fix: add --multihost, or drop them for a single process.")
   if _MULTIHOST.value:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**given)  # without them: the cluster's environment
   metrics.quiet_orbax_logs()
   logging.info("JAX devices: %s", jax.devices())
   try:

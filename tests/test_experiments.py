@@ -467,6 +467,46 @@ def test_eight_devices_match_one_device(counting_run, tmp_path):
   np.testing.assert_allclose(result["per_run"]["loss"], sharded["per_run"]["loss"], rtol=2e-5)
 
 
+def _free_port() -> int:
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
+@pytest.mark.slow  # 50-70 s on 2 cores: five processes start and compile
+def test_two_processes_train_as_one(mlp_run, tmp_path):
+  """Two processes on 127.0.0.1 (CPU backend, one device each) started with the flags:
+  the same losses as one process (this one's run, on 8 devices), metrics written once
+  (by process 0), checkpoints written and restored by both."""
+  root = pathlib.Path(__file__).parent.parent
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  base = [sys.executable, "-m", "experiments.main", "--config=configs/deep_mlp.py:smoke"]
+
+  def two_processes(workdir, *extra):
+    port = _free_port()
+    procs = [subprocess.Popen(
+        base + [f"--workdir={workdir}", "--multihost", f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2", f"--process_id={i}", *extra],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs):
+      assert proc.returncode == 0, err[-3000:]
+    return outputs
+
+  two_processes(tmp_path / "two")
+  two, one = _records(tmp_path / "two", "train"), _records(mlp_run[1], "train")
+  assert [r["step"] for r in two] == [r["step"] for r in one]  # each record once
+  for a, b in zip(two, one):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
+  steps = sorted(int(p.name) for p in (tmp_path / "two" / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert steps  # both processes took part in writing them (orbax waits for all)
+  outputs = two_processes(tmp_path / "two", f"--config.train.num_steps={steps[-1] + 2}")
+  for _, err in outputs:  # both restore
+    assert f"Resuming deep_mlp:smoke from step {steps[-1]}" in err
+
+
 # config_flags loads config files with importlib's deprecated load_module().
 @pytest.mark.filterwarnings("ignore:the load_module.. method is deprecated:DeprecationWarning")
 def test_main_passes_the_config_file_and_workdir(tmp_path, capsys, monkeypatch):
