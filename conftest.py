@@ -33,6 +33,11 @@ _SLOW_VARIANTS = (
     "test_linen_nanil_modules_inject_noise_and_take_nanil_scale[gru_cell]",
     "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[lstm_cell]",
     "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[gru_cell]",
+    # NNX NTM heads: the Linen heads' case checks the same core path (ntm_step), and the
+    # NNX LSTM layer's case the NNX adapter's units.
+    "test_nnx_nanil_modules_inject_noise_and_take_nanil_scale[ntm_heads]",
+    # Linen's OptimizedLSTMCell has LSTMCell's parameter names (one convert.LAYOUTS row).
+    "test_linen_converters_equal_outputs_and_round_trip[OptimizedLSTMCell]",
     # The NTM cell under noisy_rnn: the NTMCell doctest runs the same path, test_contract
     # checks its fresh noise per step.
     "test_ntm.py::test_linen_cell_under_nn_rnn",
