@@ -174,9 +174,9 @@ class Checkpointer:
     if unreadable:
       raise CheckpointError(
           f"No checkpoint in {self.directory} restores (steps {sorted(unreadable)}; see the "
-          "warnings above). Fix: if the config changed shape (e.g. num_seeds or a model "
-          "size), use a new --workdir; to start this run afresh, move the checkpoints "
-          "directory away.")
+          "warnings above). Fix: if the state changed shape (num_seeds or a model size, or "
+          "a release that adds or drops parameters, see CHANGELOG.md), use a new "
+          "--workdir; to start this run afresh, move the checkpoints directory away.")
     return None, None
 
   def _set_aside(self, steps: list[int]) -> None:
