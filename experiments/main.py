@@ -74,5 +74,21 @@ def main(argv):
   print(json.dumps(result["summary"], indent=2))
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag or config override ending in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as error:
+    if isinstance(error, KeyError) and error.args:
+      # ml_collections: KeyError("'<field>'\nDid you mean ...?") for an unknown field.
+      field, *hint = str(error.args[0]).split("\n")
+      message = f"unknown config field {field}" + (f" ({' '.join(hint)})" if hint else "")
+    else:
+      message = " ".join(str(error).split())
+    sys.exit(f"error: bad command-line flag: {message}. Fix: spell "
+             "--config.<field> overrides as the config file names its fields (each is "
+             "commented there), with a value of the field's type; see --helpfull.")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -704,6 +704,18 @@ def test_make_run_config_is_the_table_config_scaled_down():
 
 
 @pytest.mark.slow
+def test_main_typo_in_a_config_override_is_one_line(tmp_path):
+  command = [sys.executable, "-m", "experiments.main", "--config=configs/deep_mlp.py:smoke",
+             f"--workdir={tmp_path}", "--config.trian.num_steps=3"]
+  root = pathlib.Path(__file__).parent.parent
+  result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+  assert result.returncode == 1
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: bad command-line flag: unknown config field 'trian' "
+                         "(Did you mean \"train\" instead of \"trian\"?). Fix:"), result.stderr
+  assert "Traceback" not in result.stderr
+
+
 def test_main_command_line_with_override_and_resume(tmp_path):
   command = [sys.executable, "-m", "experiments.main", "--config=configs/deep_mlp.py:smoke",
              f"--workdir={tmp_path}", "--config.num_seeds=3"]
