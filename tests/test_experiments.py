@@ -703,7 +703,6 @@ def test_make_run_config_is_the_table_config_scaled_down():
         full.noise.mode, full.task.length, full.task.num_values)
 
 
-@pytest.mark.slow
 def test_main_typo_in_a_config_override_is_one_line(tmp_path):
   command = [sys.executable, "-m", "experiments.main", "--config=configs/deep_mlp.py:smoke",
              f"--workdir={tmp_path}", "--config.trian.num_steps=3"]
@@ -716,6 +715,7 @@ def test_main_typo_in_a_config_override_is_one_line(tmp_path):
   assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_main_command_line_with_override_and_resume(tmp_path):
   command = [sys.executable, "-m", "experiments.main", "--config=configs/deep_mlp.py:smoke",
              f"--workdir={tmp_path}", "--config.num_seeds=3"]
