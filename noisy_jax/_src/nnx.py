@@ -389,7 +389,8 @@ class NoisyLSTMCell(_NoisyNNXCell, nnx.RNNCellBase):
 
   The NNX twin of :class:`noisy_jax.nn.NoisyLSTMCell` (same parameters, same
   numbers for the same key), a drop-in for ``nnx.OptimizedLSTMCell`` under
-  ``nnx.RNN``. The cell keeps its own fork of the ``"noise"`` stream; ``nnx.RNN``
+  ``nnx.RNN``: with the :data:`PLAIN` arguments it has no ``p`` and computes flax's
+  cell, whose weights :func:`copy_params` copies in either direction. The cell keeps its own fork of the ``"noise"`` stream; ``nnx.RNN``
   carries that stream's counter through its scan, so every step draws fresh noise
   (the stream's next key) without any call-time ``rngs``.
 
