@@ -265,11 +265,9 @@ def main(outdir=None, *, log2_size: int | None = None, repeats: int | None = Non
   }
   results["targets"] = _targets(results)
   results["gpu_cpu_agreement"] = _gpu_cpu_agreement()
-  path = harness.save(SECTION, results, outdir)
+  path = harness.publish("bench_activations", SECTION, MARKDOWN_HEADING, results, table, outdir,
+                         markdown=markdown)
   print(f"  wrote {path}")
-  if markdown and outdir is None:  # a run into another folder is a scratch run
-    results["environment"] = harness.environment()
-    harness.update_markdown("bench_activations", MARKDOWN_HEADING, table(results))
   return results
 
 

@@ -103,14 +103,12 @@ def main(outdir=None, size: int | None = None, blocks: int | None = None,
       "note": "time ratios are (this time) / (other time); optax_add_noise median "
               f"{optax_time:.3e} s, read_modify_write median {rmw:.3e} s",
   }
-  path = harness.save(SECTION, results, outdir)
+  path = harness.publish("bench_gradient_noise", SECTION, MARKDOWN_HEADING, results, table,
+                         outdir)
   print(f"{results['parameters']:,} parameters in {results['leaves']} leaves -> {path}")
   for name, ratio in ratios.items():
     print(f"  {name:24s} median {timings[name]['median_s'] * 1e3:9.3f} ms   "
           f"x optax {ratio['vs_optax_add_noise']:.3f}   x rmw {ratio['vs_read_modify_write']:.3f}")
-  if outdir is None:  # a run into another folder is a scratch run
-    results["environment"] = harness.environment()
-    harness.update_markdown("bench_gradient_noise", MARKDOWN_HEADING, table(results))
   return results
 
 

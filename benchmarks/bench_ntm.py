@@ -399,11 +399,8 @@ def main(outdir=None, *, repeats: int | None = None, train_copy_task: bool | Non
     print(f"    updates to < {TARGET_BITS} bits/sequence: {results['copy']['updates_to_target']}")
   else:
     results["copy"] = None
-  path = harness.save(SECTION, results, outdir)
+  path = harness.publish("bench_ntm", SECTION, MARKDOWN_HEADING, results, table, outdir)
   print(f"  wrote {path}")
-  if outdir is None:  # a run into another folder is a scratch run
-    results["environment"] = harness.environment()
-    harness.update_markdown("bench_ntm", MARKDOWN_HEADING, table(results))
   return results
 
 

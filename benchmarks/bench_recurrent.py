@@ -438,11 +438,9 @@ def main(outdir=None, *, shapes=None, small: bool | None = None, repeats: int | 
         print(f"  {cell} {shape} memory plan ...", flush=True)
         results["memory_only"][f"{cell}_{'x'.join(map(str, shape))}"] = {
             "cell": cell, "shape": list(shape), "peak_bytes": memory_only(cell, shape)}
-  path = harness.save(SECTION, results, outdir)
+  path = harness.publish("bench_recurrent", SECTION, MARKDOWN_HEADING, results, table, outdir,
+                         markdown=markdown)
   print(f"  wrote {path}")
-  if markdown and outdir is None:  # a run into another folder is a scratch run
-    results["environment"] = harness.environment()
-    harness.update_markdown("bench_recurrent", MARKDOWN_HEADING, table(results))
   return results
 
 

@@ -120,11 +120,8 @@ def main(outdir=None, *, repeats: int = 20) -> dict[str, Any]:
   for name in timings:
     print(f"  {name:32s} time / flax {results['time_over_flax'][name]:.3f}, "
           f"{results['steps_per_s'][name]:.1f} steps/s")
-  path = harness.save(SECTION, results, outdir)
+  path = harness.publish("bench_seq2seq", SECTION, MARKDOWN_HEADING, results, table, outdir)
   print(f"  wrote {path}")
-  if outdir is None:  # a run into another folder is a scratch run
-    results["environment"] = harness.environment()
-    harness.update_markdown("bench_seq2seq", MARKDOWN_HEADING, table(results))
   return results
 
 

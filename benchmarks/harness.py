@@ -229,6 +229,34 @@ def save(section: str, results: dict[str, Any], outdir: pathlib.Path | None = No
   return path
 
 
+def publish(benchmark: str, section: str, heading: str, results: dict[str, Any],
+            table: Callable[[dict[str, Any]], str], outdir: pathlib.Path | None = None, *,
+            markdown: bool = True) -> pathlib.Path:
+  """:func:`save` of ``results`` and, for a run into ``benchmarks/results``, its table.
+
+  One :func:`environment` serves both, so the JSON and the table name the same run. A
+  run into another folder (``outdir``) is a scratch run: its tables are not written.
+
+  Args:
+    benchmark: the module's name, e.g. ``"bench_ntm"`` (its block in the tables file).
+    section: the results file's section.
+    heading: the tables file's section heading.
+    results: the figures; ``results["environment"]`` is set where the table is written.
+    table: ``results -> markdown``, the module's ``table``.
+    outdir: the results folder (default ``benchmarks/results``).
+    markdown: False skips the table.
+
+  Returns:
+    The path of the results file.
+  """
+  env = environment()
+  path = save(section, results, outdir, env=env)
+  if markdown and outdir is None:
+    results["environment"] = env
+    update_markdown(benchmark, heading, table(results), env=env)
+  return path
+
+
 def tables_path(env: dict[str, Any] | None = None) -> pathlib.Path:
   """``benchmarks/results/<device>.md``: the generated tables of ``env``'s (or this) device.
 
