@@ -45,7 +45,7 @@ _USER_ERRORS = (validation.ConfigError, lock.WorkdirLockedError, checkpoints.Che
 
 def _one_line(error: BaseException) -> str:
   """The message of ``error`` on one line, with the fix for a file-system error."""
-  if isinstance(error, OSError) and not isinstance(error, _USER_ERRORS[:-1]):
+  if isinstance(error, OSError):  # none of the runner's own errors is one
     return (f"{error.strerror or error} ({error.filename or _WORKDIR.value}). Fix: give "
             "--workdir a writable directory on a disk with free space.")
   return " ".join(str(error).split())
