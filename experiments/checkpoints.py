@@ -54,29 +54,33 @@ def _host(leaf: Any) -> np.ndarray:
   return np.ascontiguousarray(np.asarray(leaf))
 
 
+def _digest(value: np.ndarray) -> str:
+  digest = hashlib.sha256(f"{value.dtype}{value.shape}".encode())
+  digest.update(value.tobytes())
+  return digest.hexdigest()
+
+
 def digests(tree: Any) -> dict[str, str]:
   """SHA-256 of every array of ``tree`` (dtype, shape and bytes), by its key path."""
-  result = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    value = _host(leaf)
-    digest = hashlib.sha256(f"{value.dtype}{value.shape}".encode())
-    digest.update(value.tobytes())
-    result[jax.tree_util.keystr(path)] = digest.hexdigest()
-  return result
+  return {jax.tree_util.keystr(path): _digest(_host(leaf))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _integrity_problem(tree: Any, saved: dict[str, str] | None) -> str | None:
-  """Why a restored (storable) tree cannot be trusted; None if it can."""
+  """Why a restored (storable) tree cannot be trusted; None if it can.
+
+  Each leaf is copied to the host once, for both checks.
+  """
+  restored = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    value = _host(leaf)
+    value, name = _host(leaf), jax.tree_util.keystr(path)
     if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
-      return f"non-finite values in {jax.tree_util.keystr(path)}"
-  if saved is None:
-    return None
-  restored = digests(tree)
-  for path, digest in saved.items():
-    if restored.get(path) != digest:
-      return f"{path} differs from what was saved (SHA-256 mismatch)"
+      return f"non-finite values in {name}"
+    if saved is not None:
+      restored[name] = _digest(value)
+  for name, digest in (saved or {}).items():
+    if restored.get(name) != digest:
+      return f"{name} differs from what was saved (SHA-256 mismatch)"
   return None
 
 
