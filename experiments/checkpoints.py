@@ -8,7 +8,6 @@ byte in a data file otherwise restores silently, as values up to 1e37).
 
 import hashlib
 import json
-import os
 import pathlib
 import shutil
 import time
@@ -19,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+
+from experiments import metrics as metrics_lib
 
 DIGESTS_DIR = "checkpoint_digests"
 
@@ -111,10 +112,8 @@ class Checkpointer:
     storable = _to_storable(state)
     if jax.process_index() == 0:
       self._digests_dir.mkdir(parents=True, exist_ok=True)
-      path = self._digest_path(step)
-      temporary = path.with_name(path.name + ".tmp")
-      temporary.write_text(json.dumps(digests(storable), indent=1, sort_keys=True))
-      os.replace(temporary, path)
+      metrics_lib.write_atomically(self._digest_path(step),
+                                   json.dumps(digests(storable), indent=1, sort_keys=True))
     self._manager.save(step, args=ocp.args.StandardSave(storable), force=True)
     if jax.process_index() == 0:  # the manager may have deleted old steps
       kept = {str(s) for s in self._manager.all_steps()} | {str(step)}

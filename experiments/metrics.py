@@ -31,8 +31,9 @@ def _jsonable(value: Any) -> Any:
   return [_jsonable(v) for v in value]
 
 
-def _parse(path: pathlib.Path) -> tuple[list[dict[str, Any]], str | None]:
-  """The records of ``path``, and its last line if a kill or a full disk tore it.
+def read_jsonl(path: pathlib.Path) -> tuple[list[dict[str, Any]], str | None]:
+  """The records of the JSONL file ``path``, and its last line if a kill or a full disk
+  tore it (None otherwise).
 
   Only the last line may be torn (appends are line by line); an unparseable line
   before it means something else damaged the file, and raises.
@@ -64,10 +65,10 @@ def read_metrics(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
   path = pathlib.Path(workdir) / METRICS_FILE
   if not path.exists():
     return []
-  return _parse(path)[0]
+  return read_jsonl(path)[0]
 
 
-def _write_atomically(path: pathlib.Path, text: str) -> None:
+def write_atomically(path: pathlib.Path, text: str) -> None:
   """Replaces ``path`` by ``text`` through a temporary file and a rename: a kill at any
   moment leaves either the old file or the new one."""
   temporary = path.with_name(path.name + ".tmp")
@@ -103,12 +104,12 @@ class MetricWriter:
     self._path = pathlib.Path(workdir) / METRICS_FILE
     self._path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh start (resume_step 0) keeps nothing: its step-0 evaluation is redone.
-    records, torn = _parse(self._path) if self._path.exists() else ([], None)
+    records, torn = read_jsonl(self._path) if self._path.exists() else ([], None)
     if torn is not None:  # kept beside the file, not lost
       with self._path.with_name(self._path.name + ".torn").open("a") as file:
         file.write(torn + "\n")
     kept = [r for r in records if r["step"] <= resume_step] if resume_step else []
-    _write_atomically(self._path, "".join(json.dumps(r) + "\n" for r in kept))
+    write_atomically(self._path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = self._path.open("a")
     if tensorboard:
       try:

@@ -51,9 +51,7 @@ def find_runs(workdir: str | pathlib.Path,
 
 def _resume_history(run_dir: pathlib.Path) -> list[dict[str, Any]]:
   path = run_dir / metrics_lib.RESUME_HISTORY_FILE
-  if not path.exists():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  return metrics_lib.read_jsonl(path)[0] if path.exists() else []
 
 
 def _curve(records, split: str, metric: str):
