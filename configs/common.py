@@ -53,6 +53,10 @@ def base_config(name: str, variant: str) -> ml_collections.ConfigDict:
   config.train.batch_size = 64  # Examples per update per run (split over the devices).
   config.train.log_every = 100  # Steps between training-metric lines (and NaN checks).
   config.train.eval_every = 1_000  # Steps between evaluations on the fixed evaluation set.
+  # A non-finite loss, gradient or update: "stop" ends training (the last checkpoint
+  # is good; resume from it); "freeze" keeps that run at its last finite parameters,
+  # records the step, and trains the other runs on (final metrics count them).
+  config.train.on_nonfinite = "stop"
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 1_000  # Size of the fixed evaluation set.

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -24,34 +23,12 @@ from experiments import metrics as metrics_lib
 DIGESTS_DIR = "checkpoint_digests"
 
 
-def _is_key(leaf: Any) -> bool:
-  return hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
-def _to_storable(tree: Any) -> Any:
-  """Typed PRNG keys become their raw uint32 data (what Orbax can write)."""
-  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
-
-
-def _abstract_storable(abstract: Any) -> Any:
-  def convert(leaf):
-    if _is_key(leaf):
-      data = jax.eval_shape(jax.random.key_data, leaf)
-      return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=leaf.sharding)
-    return leaf
-  return jax.tree.map(convert, abstract)
-
-
-def _from_storable(tree: Any, abstract: Any) -> Any:
-  # The run keys come from jax.random.key, i.e. the default implementation.
-  return jax.tree.map(lambda x, a: jax.random.wrap_key_data(x) if _is_key(a) else x,
-                      tree, abstract)
-
-
 def _host(leaf: Any) -> np.ndarray:
   """A leaf's value on this host (the state is replicated: any shard is all of it)."""
   if isinstance(leaf, jax.Array):
     leaf = leaf.addressable_data(0)
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      leaf = jax.random.key_data(leaf)
   return np.ascontiguousarray(np.asarray(leaf))
 
 
@@ -68,7 +45,7 @@ def digests(tree: Any) -> dict[str, str]:
 
 
 def _integrity_problem(tree: Any, saved: dict[str, str] | None) -> str | None:
-  """Why a restored (storable) tree cannot be trusted; None if it can.
+  """Why a restored tree cannot be trusted; None if it can.
 
   Each leaf is copied to the host once, for both checks.
   """
@@ -90,31 +67,49 @@ class CheckpointError(RuntimeError):
 
 
 class Checkpointer:
-  """Saves every ``every`` steps, keeps the last ``max_to_keep``, restores the newest readable.
+  """Orbax's ``CheckpointManager`` with digests, and restore past unreadable checkpoints.
+
+  A context manager, like the manager it wraps: leaving it waits for pending saves
+  and closes the manager.
 
   Args:
     directory: where the step directories go (``<workdir>/checkpoints``).
     max_to_keep: how many of the latest checkpoints stay on disk.
+    save_interval_steps: the cadence :meth:`should_save` follows (Orbax's option of
+      that name).
   """
 
-  def __init__(self, directory: str | pathlib.Path, max_to_keep: int):
+  def __init__(self, directory: str | pathlib.Path, max_to_keep: int,
+               save_interval_steps: int = 1):
     self.directory = pathlib.Path(directory).absolute()
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, save_interval_steps=save_interval_steps, create=True),
     )
 
+  def __enter__(self) -> "Checkpointer":
+    self._manager.__enter__()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._manager.__exit__(*exc_info)
+
+  def should_save(self, step: int) -> bool:
+    """Whether ``step`` is on the save cadence (Orbax's rule: a multiple of
+    ``save_interval_steps`` past the newest checkpoint, or any step before the first)."""
+    return self._manager.should_save(step)
+
   def save(self, step: int, state: Any) -> None:
-    """Starts an asynchronous save of ``state`` (a pytree; PRNG keys allowed) at ``step``.
+    """Starts an asynchronous save of ``state`` (a pytree; typed PRNG keys allowed) at ``step``.
 
     The digests of its arrays are written first (by process 0), atomically.
     """
-    storable = _to_storable(state)
     if jax.process_index() == 0:
       self._digests_dir.mkdir(parents=True, exist_ok=True)
       metrics_lib.write_atomically(self._digest_path(step),
-                                   json.dumps(digests(storable), indent=1, sort_keys=True))
-    self._manager.save(step, args=ocp.args.StandardSave(storable), force=True)
+                                   json.dumps(digests(state), indent=1, sort_keys=True))
+    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     if jax.process_index() == 0:  # the manager may have deleted old steps
       kept = {str(s) for s in self._manager.all_steps()} | {str(step)}
       for path in self._digests_dir.glob("*.json"):
@@ -151,11 +146,10 @@ class Checkpointer:
       abstract_state: ``jax.ShapeDtypeStruct`` leaves (with shardings) of the state.
     """
     self._manager.wait_until_finished()
-    target = _abstract_storable(abstract_state)
     unreadable = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
-        restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
       except Exception as error:  # pylint: disable=broad-except
         # Orbax and TensorStore raise many types for damaged files (ValueError,
         # OSError, KeyError, json errors...); any of them means "not usable".
@@ -173,7 +167,7 @@ class Checkpointer:
         unreadable.append(step)
         continue
       self._set_aside(unreadable)
-      return _from_storable(restored, abstract_state), step
+      return restored, step
     if unreadable:
       raise CheckpointError(
           f"No checkpoint in {self.directory} restores (steps {sorted(unreadable)}; see the "

@@ -127,23 +127,27 @@ def build_config(run: Run, dry_run: bool) -> ml_collections.ConfigDict:
   return config
 
 
-def compile_variant(config: ml_collections.ConfigDict) -> float:
-  """Compiles (or loads from the cache) ``config``'s jitted functions; returns the seconds.
+def compile_variant(config: ml_collections.ConfigDict) -> tuple[train.Experiment, float]:
+  """Compiles (or loads from the cache) ``config``'s jitted functions.
 
-  Each function runs once, on a throwaway state, so that the next call of the
-  same :class:`train.Experiment` only runs.
+  Each function runs once, on a throwaway state, so that the training calls given
+  the returned :class:`train.Experiment` only run.
+
+  Returns:
+    The experiment and the seconds its compilation took.
   """
-  experiment = train.get_experiment(config)
+  experiment = train.create_experiment(config)
   start = time.perf_counter()
   state = experiment.init_state(experiment.run_keys())
   jax.block_until_ready(experiment.evaluate(state, experiment.device_eval_set()))
   jax.block_until_ready(experiment.params_finite(state.params))
   jax.block_until_ready(experiment.train_step(state, experiment.device_data()))
-  return time.perf_counter() - start
+  return experiment, time.perf_counter() - start
 
 
 def compile_in_background(configs: list[ml_collections.ConfigDict]) -> list[futures.Future]:
-  """Compiles ``configs`` one after another in a thread; a future of each one's seconds.
+  """Compiles ``configs`` one after another in a thread; a future of each one's
+  ``(experiment, seconds)``.
 
   The variants train one after another; compiling the next ones meanwhile (XLA
   compiles without holding the GIL) leaves the GPU's time to training. The thread
@@ -169,13 +173,12 @@ class StepTimes(NamedTuple):
   params: int  # parameters of one seed
 
 
-def measure(config: ml_collections.ConfigDict) -> StepTimes:
+def measure(config: ml_collections.ConfigDict, experiment: train.Experiment) -> StepTimes:
   """Times ``config``'s compiled step for ``PROBE_SECONDS`` and its evaluation once.
 
   The probe trains a throwaway state from the initialisation; the real run starts
   from its own (or its checkpoint's) state with the same compiled programs.
   """
-  experiment = train.get_experiment(config)
   state = experiment.init_state(experiment.run_keys())
   data, eval_set = experiment.device_data(), experiment.device_eval_set()
   start = time.perf_counter()
@@ -194,11 +197,9 @@ def measure(config: ml_collections.ConfigDict) -> StepTimes:
 
 def latest_step(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> int:
   """The step of the newest checkpoint in ``workdir`` (0 if none): where the run resumes."""
-  checkpointer = checkpoints.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
-  try:
+  with checkpoints.Checkpointer(workdir / "checkpoints",
+                                config.checkpoint.max_to_keep) as checkpointer:
     return max(checkpointer.all_steps(), default=0)
-  finally:
-    checkpointer.close()
 
 
 def train_variant(config: ml_collections.ConfigDict, compiled: futures.Future,
@@ -215,9 +216,9 @@ def train_variant(config: ml_collections.ConfigDict, compiled: futures.Future,
   name = f"{config.name}:{config.variant}"
   run_dir = workdir / config.name / config.variant
   step = latest_step(run_dir, config)
-  compile_s = compiled.result(timeout=max(end - time.perf_counter(), 0.0))
+  experiment, compile_s = compiled.result(timeout=max(end - time.perf_counter(), 0.0))
   waited_s = seconds - (end - time.perf_counter())
-  times = measure(config)
+  times = measure(config, experiment)
   record = {"run": name, "device": jax.devices()[0].device_kind, "jax": jax.__version__,
             "start_step": step, "compile_s": compile_s, "wait_s": waited_s,
             **times._asdict(), "share_s": seconds, "segments": []}
@@ -235,7 +236,7 @@ def train_variant(config: ml_collections.ConfigDict, compiled: futures.Future,
     config.train.num_steps = step + updates
     start = time.perf_counter()
     try:
-      result = train.train_and_evaluate(config, run_dir)
+      result = train.train_and_evaluate(config, run_dir, experiment=experiment)
     except train.NonFiniteLossError as error:
       logging.error("%s stopped: %s", name, error)
       record["nonfinite_step"] = error.step

@@ -1,9 +1,10 @@
 """Metric output of a run: a JSONL file, optional TensorBoard events, and a progress line.
 
 ``metrics.jsonl`` holds one JSON object per line, ``{"step": s, "split": "train" |
-"eval", "<metric>": [one value per run], ...}``; experiments/report.py reads it.
-TensorBoard event files (mean and standard deviation over the runs) are written
-with tensorboardX when it is installed, without TensorFlow.
+"eval" | "nonfinite", "<metric>": [one value per run], ...}``; experiments/report.py
+reads it. TensorBoard event files (mean and standard deviation over the runs) are
+written with tensorboardX when it is installed, without TensorFlow; the writer has
+clu's method names, so a clu writer can take TensorBoard's place.
 """
 
 import json
@@ -13,13 +14,15 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 METRICS_FILE = "metrics.jsonl"
 FINAL_METRICS_FILE = "final_metrics.json"
+CONFIG_FILE = "config.json"  # the run's config, as MetricWriter.write_hparams wrote it
 RESUME_HISTORY_FILE = "resume_history.jsonl"  # the fields a resumed run changed
 
 
@@ -80,7 +83,14 @@ def write_atomically(path: pathlib.Path, text: str) -> None:
 
 
 class MetricWriter:
-  """Appends metric records to ``metrics.jsonl`` and, if available, TensorBoard events.
+  """The run's metric writer, with the method names of clu's ``metric_writers``.
+
+  ``write_scalars`` appends to ``metrics.jsonl`` one record per split, with one value
+  per run; ``write_hparams`` writes ``config.json``. Every writer in
+  ``scalar_writers`` (anything with clu's ``write_scalars``, ``write_hparams``,
+  ``flush`` and ``close``, e.g. a ``clu.metric_writers`` writer) gets each metric's
+  mean over the runs, and its standard deviation as ``<name>_std``; by default that is
+  a TensorBoard writer (tensorboardX, when installed; no TensorFlow).
 
   A resumed run first drops the records past its restored step, so the file ends
   up as if the run had never been interrupted. That rewrite goes through a temporary
@@ -91,17 +101,20 @@ class MetricWriter:
     workdir: the run's directory.
     resume_step: the step the run starts from; later records are dropped (all of
       them if 0).
-    tensorboard: also write TensorBoard event files (if tensorboardX is installed).
+    scalar_writers: writers of the mean and spread over the runs; None: TensorBoard
+      event files in ``<workdir>/tensorboard`` if tensorboardX is installed.
     enabled: False makes every method a no-op (the non-chief hosts of a multi-host run).
   """
 
   def __init__(self, workdir: str | pathlib.Path, *, resume_step: int = 0,
-               tensorboard: bool = True, enabled: bool = True):
+               scalar_writers: Sequence[Any] | None = None, enabled: bool = True):
     self._enabled = enabled
-    self._file = self._tb = None
+    self._file = None
+    self._writers = []
     if not enabled:
       return
-    self._path = pathlib.Path(workdir) / METRICS_FILE
+    self._workdir = pathlib.Path(workdir)
+    self._path = self._workdir / METRICS_FILE
     self._path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh start (resume_step 0) keeps nothing: its step-0 evaluation is redone.
     records, torn = read_jsonl(self._path) if self._path.exists() else ([], None)
@@ -111,35 +124,86 @@ class MetricWriter:
     kept = [r for r in records if r["step"] <= resume_step] if resume_step else []
     write_atomically(self._path, "".join(json.dumps(r) + "\n" for r in kept))
     self._file = self._path.open("a")
-    if tensorboard:
-      try:
-        import tensorboardX  # pylint: disable=g-import-not-at-top
-      except ImportError:
-        logging.info("tensorboardX is not installed: no TensorBoard event files.")
-      else:
-        self._tb = tensorboardX.SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"),
-                                              purge_step=resume_step + 1 if resume_step else None)
+    if scalar_writers is None:
+      scalar_writers = _tensorboard(self._workdir / "tensorboard", resume_step)
+    self._writers = list(scalar_writers)
 
-  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
-    """Writes one record; array values are per-run values (TensorBoard gets mean and std)."""
+  def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+    """Writes ``{"<split>/<metric>": value}``; a value is a scalar or one value per run.
+
+    Each split becomes one ``metrics.jsonl`` record, ``{"step", "split", <metric>: ...}``.
+    """
     if not self._enabled:
       return
-    record = {"step": int(step), "split": split,
-              **{name: _jsonable(value) for name, value in metrics.items()}}
-    self._file.write(json.dumps(record) + "\n")
+    records: dict[str, dict[str, Any]] = {}
+    for key, value in scalars.items():
+      split, name = key.split("/", 1)
+      records.setdefault(split, {"step": int(step), "split": split})[name] = _jsonable(value)
+    for record in records.values():
+      self._file.write(json.dumps(record) + "\n")
     self._file.flush()
-    if self._tb is not None:
-      for name, value in metrics.items():
-        value = np.asarray(value, np.float64)
-        self._tb.add_scalar(f"{split}/{name}", float(value.mean()), step)
-        if value.size > 1:
-          self._tb.add_scalar(f"{split}/{name}_std", float(value.std()), step)
+    summary = {}
+    for key, value in scalars.items():
+      value = np.asarray(value, np.float64)
+      summary[key] = float(value.mean())
+      if value.size > 1:
+        summary[f"{key}_std"] = float(value.std())
+    for writer in self._writers:
+      writer.write_scalars(int(step), summary)
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    """Writes the run's config (a nested dict) to ``config.json``, atomically."""
+    if not self._enabled:
+      return
+    write_atomically(self._workdir / CONFIG_FILE,
+                     json.dumps(hparams, indent=2, sort_keys=True) + "\n")
+    flat = traverse_util.flatten_dict(dict(hparams), sep=".")
+    for writer in self._writers:
+      writer.write_hparams(flat)
+
+  def flush(self) -> None:
+    if self._file is not None:
+      self._file.flush()
+    for writer in self._writers:
+      writer.flush()
 
   def close(self) -> None:
     if self._file is not None:
       self._file.close()
-    if self._tb is not None:
-      self._tb.close()
+      self._file = None
+    for writer in self._writers:
+      writer.close()
+    self._writers = []
+
+
+class _TensorBoardWriter:
+  """clu's writer methods over tensorboardX's ``SummaryWriter``."""
+
+  def __init__(self, summary_writer):
+    self._writer = summary_writer
+
+  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, value, step)
+
+  def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+    self._writer.add_text("hparams", json.dumps(hparams, indent=1, sort_keys=True, default=str))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
+
+
+def _tensorboard(directory: pathlib.Path, resume_step: int) -> list[_TensorBoardWriter]:
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    logging.info("tensorboardX is not installed: no TensorBoard event files.")
+    return []
+  return [_TensorBoardWriter(tensorboardX.SummaryWriter(
+      str(directory), purge_step=resume_step + 1 if resume_step else None))]
 
 
 def _not_orbax_info(record: pylogging.LogRecord) -> bool:

@@ -14,14 +14,22 @@ How a run is organised:
   or on several hosts (``jax.distributed.initialize`` in main.py).
 * The annealed noise scale ``c`` is computed from the step inside the jitted step,
   so annealing never recompiles.
-* Orbax checkpoints the whole state every ``checkpoint.every`` steps; a restarted
-  run resumes from the newest readable checkpoint and ends with the same metrics
-  as an uninterrupted run.
-* A non-finite loss or gradient stops training with :class:`NonFiniteLossError`,
-  naming the step and the run; checkpoints are only written after the losses
-  since the previous check were found finite, so the last one is a good one.
+* Orbax checkpoints the whole state at step 0 and then every ``checkpoint.every``
+  steps (its ``save_interval_steps``); a restarted run resumes from the newest
+  readable checkpoint and ends with the same metrics as an uninterrupted run.
+* A non-finite loss or gradient, with ``train.on_nonfinite="stop"`` (the default),
+  stops training with :class:`NonFiniteLossError`, naming the step and the run;
+  checkpoints are only written after the losses since the previous check were found
+  finite, so the last one is a good one. With ``"freeze"`` the step itself keeps a
+  run whose update is not finite at its last finite parameters and optimizer state
+  and records the step (``TrainState.diverged_at``); the other runs train on, and
+  the final metrics count the diverged runs (a Paper B-style study, where divergence
+  is a result).
+* Each call builds its :class:`Experiment` (compiles) unless one is passed in:
+  nothing is cached across calls in the process.
 """
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -35,6 +43,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import noisy_jax
@@ -66,6 +75,9 @@ class TrainState(NamedTuple):
   params: Any
   opt_state: Any
   keys: jax.Array  # typed PRNG key of each run, [num_seeds]
+  # int32 [num_seeds]: the update at which each run diverged and was frozen
+  # (train.on_nonfinite="freeze"), 0 while it trains.
+  diverged_at: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +198,13 @@ def _objective(kind: str, logits: jax.Array, batch: dict[str, jax.Array]) -> dic
           "error_pct": 100.0 * (wrong_bits > 0).astype(jnp.float32)}
 
 
+def _all_finite(tree: Any) -> jax.Array:
+  """Whether every inexact array of ``tree`` (of one run) is finite everywhere."""
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  return jnp.stack(leaves).all()
+
+
 def _weighted_means(per_example: dict[str, jax.Array], weight: jax.Array | None):
   if weight is None:
     return {name: value.mean() for name, value in per_example.items()}
@@ -196,9 +215,9 @@ def _weighted_means(per_example: dict[str, jax.Array], weight: jax.Array | None)
 class Experiment:
   """The compiled pieces of a config: task, model, optimizer, mesh and jitted functions.
 
-  Built once per (config, devices, compiler options) and cached, so that repeated
-  ``train_and_evaluate`` calls of one config (a resumed run, the tests) reuse the
-  compiled step.
+  Build it with :func:`create_experiment`. Passed to several ``train_and_evaluate``
+  calls (segments of one run, the tests' fixtures), it compiles once; the calls may
+  differ in the fields of ``LOOP_FIELDS``, which the compiled functions do not read.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, devices: tuple[jax.Device, ...],
@@ -215,6 +234,7 @@ class Experiment:
     self.batch_sharding = NamedSharding(self.mesh, batch_spec)
     self.eval_sharding = NamedSharding(self.mesh, P("batch"))
     self.c_schedule = validation.noise_scale_schedule(config.noise)
+    self.freeze = config.train.on_nonfinite == "freeze"
     jit = functools.partial(jax.jit, out_shardings=self.replicated,
                             compiler_options=compiler_options)
     self.init_state = jit(self._init_state)
@@ -241,7 +261,8 @@ class Experiment:
 
     params, opt_state = jax.vmap(init_one)(run_keys)
     opt_state = _per_run_noise_keys(opt_state, run_keys)
-    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, run_keys)
+    return TrainState(jnp.zeros((), jnp.int32), params, opt_state, run_keys,
+                      jnp.zeros(run_keys.shape, jnp.int32))
 
   def _batch(self, state: TrainState, data) -> dict[str, jax.Array]:
     step = state.step
@@ -261,7 +282,7 @@ class Experiment:
     c = self.c_schedule(step)
     batch = self._batch(state, data)
 
-    def run_step(params, opt_state, batch, key):
+    def run_step(params, opt_state, batch, key, diverged_at):
       noise_key = jax.random.fold_in(jax.random.fold_in(key, _NOISE), step)
 
       def loss_fn(p):
@@ -271,16 +292,26 @@ class Experiment:
         return metrics["loss"], metrics
 
       (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-      updates, opt_state = self.tx.update(grads, opt_state, params)
+      updates, new_opt_state = self.tx.update(grads, opt_state, params)
+      new_params = optax.apply_updates(params, updates)
       metrics["grad_norm"] = optax.tree.norm(grads)
-      return optax.apply_updates(params, updates), opt_state, metrics
+      if not self.freeze:
+        return new_params, new_opt_state, diverged_at, metrics
+      finite = _all_finite((metrics["loss"], metrics["grad_norm"], new_params, new_opt_state))
+      keep = finite & (diverged_at == 0)
+      diverged_at = jnp.where((diverged_at == 0) & ~finite, step + 1, diverged_at)
+      metrics["diverged"] = (diverged_at > 0).astype(jnp.float32)
+      select = lambda new, old: jnp.where(keep, new, old)
+      return (jax.tree.map(select, new_params, params),
+              jax.tree.map(select, new_opt_state, opt_state), diverged_at, metrics)
 
-    params, opt_state, metrics = jax.vmap(
-        run_step, in_axes=(0, 0, None if self.shared_data else 0, 0))(
-            state.params, state.opt_state, batch, state.keys)
+    params, opt_state, diverged_at, metrics = jax.vmap(
+        run_step, in_axes=(0, 0, None if self.shared_data else 0, 0, 0))(
+            state.params, state.opt_state, batch, state.keys, state.diverged_at)
     if c is not None:
       metrics["c"] = jnp.broadcast_to(c, state.keys.shape)
-    return state._replace(step=step + 1, params=params, opt_state=opt_state), metrics
+    return state._replace(step=step + 1, params=params, opt_state=opt_state,
+                          diverged_at=diverged_at), metrics
 
   def _evaluate(self, state: TrainState, eval_set) -> dict[str, jax.Array]:
     c = self.c_schedule(state.step)
@@ -306,12 +337,9 @@ class Experiment:
     return jax.device_put(self.task.data, self.replicated)
 
 
-_EXPERIMENTS: dict[tuple[str, tuple[int, ...], str], Experiment] = {}
-
-
-def get_experiment(config: ml_collections.ConfigDict,
-                   compiler_options: dict[str, Any] | None = None) -> Experiment:
-  """The (cached) :class:`Experiment` of ``config`` on its devices; validates first.
+def create_experiment(config: ml_collections.ConfigDict,
+                      compiler_options: dict[str, Any] | None = None) -> Experiment:
+  """The :class:`Experiment` of ``config`` on its devices; validates ``config`` first.
 
   Args:
     config: an experiment config.
@@ -321,12 +349,25 @@ def get_experiment(config: ml_collections.ConfigDict,
   """
   validation.validate(config, jax.device_count())
   devices = tuple(jax.devices()[:config.num_devices or jax.device_count()])
-  cache_key = (config.to_json(sort_keys=True), tuple(d.id for d in devices),
-               json.dumps(compiler_options, sort_keys=True))
-  if cache_key not in _EXPERIMENTS:
-    _EXPERIMENTS[cache_key] = Experiment(config.copy_and_resolve_references(), devices,
-                                         compiler_options)
-  return _EXPERIMENTS[cache_key]
+  return Experiment(config.copy_and_resolve_references(), devices, compiler_options)
+
+
+# Fields the training loop reads and the compiled functions do not: calls of
+# train_and_evaluate that share an Experiment may differ in them.
+LOOP_FIELDS = ("train.num_steps", "train.log_every", "train.eval_every", "checkpoint.every",
+               "checkpoint.max_to_keep")
+
+
+def _check_same_program(config: ml_collections.ConfigDict, experiment: Experiment) -> None:
+  ours = traverse_util.flatten_dict(json.loads(config.to_json()), sep=".")
+  theirs = traverse_util.flatten_dict(json.loads(experiment.config.to_json()), sep=".")
+  differ = sorted(name for name in ours.keys() | theirs.keys()
+                  if ours.get(name) != theirs.get(name) and name not in LOOP_FIELDS
+                  and not name.startswith("paper."))
+  if differ:
+    raise ValueError(
+        f"experiment= was built for another config ({', '.join(differ)} differ). Fix: "
+        "pass create_experiment(config) of this config, or leave experiment out.")
 
 
 def _fetch(tree: Any) -> Any:
@@ -334,7 +375,9 @@ def _fetch(tree: Any) -> Any:
   return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
 
-def _summary(config: ml_collections.ConfigDict, per_run: dict[str, np.ndarray]) -> dict[str, Any]:
+def _summary(config: ml_collections.ConfigDict, per_run: dict[str, np.ndarray],
+             diverged_at: np.ndarray) -> dict[str, Any]:
+  """Mean, spread and success of the headline metric; a diverged run never succeeds."""
   metric = config.eval.metric
   values = np.asarray(per_run[metric], np.float64)
   higher = metric in validation.HIGHER_IS_BETTER
@@ -346,29 +389,40 @@ def _summary(config: ml_collections.ConfigDict, per_run: dict[str, np.ndarray]) 
       "std": float(values.std()),
       "best": float(values.max() if higher else values.min()),
       "worst": float(values.min() if higher else values.max()),
-      "success_rate": float(success.mean()),
+      "success_rate": float((success & (diverged_at == 0)).mean()),
       "success_threshold": config.eval.success_threshold,
       "num_runs": int(values.size),
+      "num_diverged": int((diverged_at > 0).sum()),
   }
 
 
 class _Run:
   """The host side of one training run: metrics, checkpoints, NaN checks."""
 
-  def __init__(self, experiment: Experiment, writer, checkpointer):
-    self.experiment, self.writer, self.checkpointer = experiment, writer, checkpointer
+  def __init__(self, config: ml_collections.ConfigDict, writer: metrics_lib.MetricWriter,
+               checkpointer: checkpoints.Checkpointer, freeze: bool):
+    self.config, self.writer, self.checkpointer = config, writer, checkpointer
+    self.freeze = freeze
     self.pending: list[tuple[int, dict[str, jax.Array]]] = []
     self.last_checkpoint: int | None = None
+    self.diverged: set[int] = set()  # runs frozen so far (freeze)
     self.window_start = time.perf_counter()
 
-  def check_and_log(self, step: int, log: bool) -> dict[str, np.ndarray]:
-    """Fetches the pending train metrics, stops on a non-finite one, logs their mean."""
+  def check_and_log(self, step: int, log: bool, state: TrainState) -> dict[str, np.ndarray]:
+    """Fetches the pending train metrics, handles non-finite ones, logs their mean.
+
+    Stops on a non-finite loss or gradient (``on_nonfinite="stop"``), or reports the
+    runs the step froze since the last check (``"freeze"``).
+    """
     fetched = [(s, _fetch(m)) for s, m in self.pending]
     self.pending = []
-    for s, m in fetched:
-      bad = ~(np.isfinite(m["loss"]) & np.isfinite(m["grad_norm"]))
-      if bad.any():
-        self.raise_non_finite(s, [int(i) for i in np.flatnonzero(bad)], m)
+    if self.freeze:
+      self.report_frozen(_fetch(state.diverged_at))
+    else:
+      for s, m in fetched:
+        bad = ~(np.isfinite(m["loss"]) & np.isfinite(m["grad_norm"]))
+        if bad.any():
+          self.raise_non_finite(s, [int(i) for i in np.flatnonzero(bad)], m)
     if not log:
       self.pending = fetched  # checked, and still part of the next logged window
       return {}
@@ -378,35 +432,51 @@ class _Run:
     elapsed = time.perf_counter() - self.window_start
     window["steps_per_sec"] = np.asarray(len(fetched) / elapsed if elapsed > 0 else 0.0)
     self.window_start = time.perf_counter()
-    self.writer.write(step, "train", window)
+    self.writer.write_scalars(step, {f"train/{name}": value for name, value in window.items()})
     return window
 
+  def report_frozen(self, diverged_at: np.ndarray) -> None:
+    """Warns about, and records, each run that diverged since the last check."""
+    for run in map(int, np.flatnonzero(diverged_at)):
+      if run in self.diverged:
+        continue
+      self.diverged.add(run)
+      at = int(diverged_at[run])
+      logging.warning(
+          "Run %d of seed %d had a non-finite loss, gradient or update at step %d: it is "
+          "frozen at its last finite parameters (train.on_nonfinite='freeze'); the other "
+          "runs train on.", run, self.config.seed, at)
+      flags = np.zeros(diverged_at.shape, np.float32)
+      flags[run] = 1.0
+      self.writer.write_scalars(at, {"nonfinite/diverged": flags})
+
   def raise_non_finite(self, step: int, runs: list[int], metrics: dict[str, np.ndarray]):
-    config = self.experiment.config
-    where = (f"the last good checkpoint is step {self.last_checkpoint} in "
-             f"{self.checkpointer.directory}" if self.last_checkpoint is not None
-             else "no checkpoint was written before it")
+    config = self.config
     message = (
         f"Non-finite loss or gradient at step {step} of {config.train.num_steps} in "
         f"run(s) {runs} of seed {config.seed} "
         f"(run i uses key fold_in(key({config.seed}), i)): loss="
         f"{[float(metrics['loss'][i]) for i in runs]}, grad_norm="
-        f"{[float(metrics['grad_norm'][i]) for i in runs]}. Training stopped; {where}. "
-        "Fix: rerun with the same --workdir and a lower --config.optimizer.learning_rate "
-        "or clipping (--config.optimizer.clip_norm / clip_value), which "
-        + ("resumes from that checkpoint" if self.last_checkpoint is not None
-           else "starts the run again from step 0")
-        + ", or check the noise scale.")
-    self.writer.write(step, "nonfinite", {"runs": np.asarray(runs)})
+        f"{[float(metrics['grad_norm'][i]) for i in runs]}. Training stopped; the last "
+        f"good checkpoint is step {self.last_checkpoint} in {self.checkpointer.directory}. "
+        "Fix: rerun with the same --workdir (it resumes from that checkpoint) and a lower "
+        "--config.optimizer.learning_rate or clipping (--config.optimizer.clip_norm / "
+        "clip_value), or check the noise scale; or with "
+        "--config.train.on_nonfinite=freeze to freeze the diverged runs and train the "
+        "others on.")
+    flags = np.zeros(np.shape(metrics["loss"]), np.float32)
+    flags[runs] = 1.0
+    self.writer.write_scalars(step, {"nonfinite/diverged": flags})
     raise NonFiniteLossError(message, step, runs, self.last_checkpoint)
 
 
 # Fields a resumed run may change: the budget, how often it logs, evaluates and saves,
-# the devices, and the step size and clipping (to get past a non-finite loss); the
-# paper.* fields are the report's metadata and may change too.
+# the devices, and the step size, clipping and on_nonfinite (to get past a non-finite
+# loss); the paper.* fields are the report's metadata and may change too.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "checkpoint.every", "checkpoint.max_to_keep", "num_devices",
-                     "optimizer.learning_rate", "optimizer.clip_norm", "optimizer.clip_value")
+                     "optimizer.learning_rate", "optimizer.clip_norm", "optimizer.clip_value",
+                     "train.on_nonfinite")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -462,7 +532,9 @@ def _record_resume_changes(workdir: pathlib.Path, step: int,
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
-                       compiler_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                       experiment: Experiment | None = None,
+                       compiler_options: dict[str, Any] | None = None,
+                       writer: metrics_lib.MetricWriter | None = None) -> dict[str, Any]:
   """Trains ``config.num_seeds`` runs of ``config`` in ``workdir`` and evaluates them.
 
   Resumes from the newest readable checkpoint in ``workdir/checkpoints`` if there
@@ -472,36 +544,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   Args:
     config: an experiment config (``configs/<name>.py``); validated first.
     workdir: the run's directory.
-    compiler_options: XLA options of the compiled functions (see :func:`get_experiment`).
+    experiment: the compiled functions to use, from ``create_experiment`` of this
+      config or of one that differs only in ``LOOP_FIELDS``; None builds them
+      (compiles) here.
+    compiler_options: XLA options of the compiled functions when ``experiment`` is
+      None (see :func:`create_experiment`).
+    writer: the metric writer (default: a :class:`metrics_lib.MetricWriter` of
+      ``workdir`` on process 0); it is closed at the end.
 
   Returns:
     The final metrics: ``{"name", "variant", "step", "per_run": {metric: [values]},
-    "summary": {"metric", "mean", "std", "best", "worst", "success_rate", ...},
-    "paper": {...}}``.
+    "diverged_at": [step, or 0 for a run that did not diverge],
+    "summary": {"metric", "mean", "std", "best", "worst", "success_rate",
+    "num_diverged", ...}, "paper": {...}}``.
 
   Raises:
     validation.ConfigError: the config is invalid (before anything is compiled).
     lock.WorkdirLockedError: another live run trains in ``workdir``.
-    NonFiniteLossError: a loss or gradient became NaN/Inf.
+    NonFiniteLossError: a loss or gradient became NaN/Inf (``on_nonfinite="stop"``).
   """
-  experiment = get_experiment(config, compiler_options)
+  if experiment is None:
+    experiment = create_experiment(config, compiler_options)
+  else:
+    validation.validate(config, jax.device_count())
+    _check_same_program(config, experiment)
+  config = config.copy_and_resolve_references()
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
   with lock.WorkdirLock(workdir, enabled=is_chief):
-    return _train_and_evaluate(experiment, workdir, is_chief)
+    return _train_and_evaluate(config, experiment, workdir, is_chief, writer)
 
 
-def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
-                        is_chief: bool) -> dict[str, Any]:
+def _train_and_evaluate(config: ml_collections.ConfigDict, experiment: Experiment,
+                        workdir: pathlib.Path, is_chief: bool,
+                        writer: metrics_lib.MetricWriter | None) -> dict[str, Any]:
   """:func:`train_and_evaluate` inside the workdir's lock."""
-  config = experiment.config
-  checkpointer = checkpoints.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep)
   abstract = jax.eval_shape(experiment.init_state, experiment.run_keys())
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=experiment.replicated), abstract)
-  try:
-    changes = (_check_resumed_config(config, workdir / "config.json")
+  with checkpoints.Checkpointer(workdir / "checkpoints", config.checkpoint.max_to_keep,
+                                config.checkpoint.every) as checkpointer:
+    changes = (_check_resumed_config(config, workdir / metrics_lib.CONFIG_FILE)
                if checkpointer.all_steps() else [])
     state, start = checkpointer.restore_latest(abstract)
     if start is not None and start > config.train.num_steps:
@@ -509,39 +593,63 @@ def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
           f"{workdir} holds a checkpoint at step {start}, past train.num_steps="
           f"{config.train.num_steps}. Fix: pass --config.train.num_steps >= {start}, or "
           "use a new --workdir.")
-  except BaseException:
-    checkpointer.close()
-    raise
-  if state is None:
-    state, start = experiment.init_state(experiment.run_keys()), 0
-  else:
-    logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
-  if is_chief:
-    if start and changes:
+    if state is None:
+      state, start = experiment.init_state(experiment.run_keys()), 0
+    else:
+      logging.info("Resuming %s:%s from step %d.", config.name, config.variant, start)
+    if is_chief and start and changes:
       _record_resume_changes(workdir, start, changes)
-    (workdir / "config.json").write_text(config.to_json(indent=2, sort_keys=True) + "\n")
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start, enabled=is_chief)
-  run = _Run(experiment, writer, checkpointer)
-  run.last_checkpoint = start if start else None
+    if writer is None:
+      writer = metrics_lib.MetricWriter(workdir, resume_step=start, enabled=is_chief)
+    with contextlib.closing(writer):
+      writer.write_hparams(config.to_dict())
+      final = _train_loop(config, experiment, state, start, writer, checkpointer)
+
+  diverged_at = _fetch(final.pop("diverged_at"))
+  result = {
+      "name": config.name,
+      "variant": config.variant,
+      "step": config.train.num_steps,
+      "per_run": {name: np.asarray(value).tolist() for name, value in final.items()},
+      "diverged_at": diverged_at.tolist(),
+      "summary": _summary(config, final, diverged_at),
+      "paper": config.paper.to_dict(),
+  }
+  if is_chief:
+    (workdir / metrics_lib.FINAL_METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
+  return result
+
+
+def _train_loop(config: ml_collections.ConfigDict, experiment: Experiment, state: TrainState,
+                start: int, writer: metrics_lib.MetricWriter,
+                checkpointer: checkpoints.Checkpointer) -> dict[str, Any]:
+  """Trains from ``start`` to ``config.train.num_steps``; the final evaluation and
+  ``diverged_at``."""
+  run = _Run(config, writer, checkpointer, experiment.freeze)
+  run.last_checkpoint = start
+  if experiment.freeze:
+    run.diverged = {int(i) for i in np.flatnonzero(_fetch(state.diverged_at))}
   data, eval_set = experiment.device_data(), experiment.device_eval_set()
   num_steps = config.train.num_steps
   progress = metrics_lib.Progress(num_steps, start, label=f"{config.name}:{config.variant}")
 
   def evaluate(step):
     result = _fetch(experiment.evaluate(state, eval_set))
-    writer.write(step, "eval", result)
+    writer.write_scalars(step, {f"eval/{name}": value for name, value in result.items()})
     return result
 
-  try:
+  with contextlib.closing(progress):
     if start == 0:
       evaluate(0)
+      if not checkpointer.all_steps():  # a restart from step 0 has it already
+        checkpointer.save(0, state)  # the first save: should_save counts from it
     for step in range(start + 1, num_steps + 1):
       state, step_metrics = experiment.train_step(state, data)
       run.pending.append((step, step_metrics))
       log = step % config.train.log_every == 0 or step == num_steps
-      save = step % config.checkpoint.every == 0 or step == num_steps
+      save = checkpointer.should_save(step) or step == num_steps
       if log or save:
-        window = run.check_and_log(step, log)
+        window = run.check_and_log(step, log, state)
         if window:
           progress.update(step, f"loss {float(np.mean(window['loss'])):.4g}")
       # The last evaluation precedes the last save, so a run killed between the two
@@ -550,7 +658,7 @@ def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
         final = evaluate(step)
       if save:
         finite = _fetch(experiment.params_finite(state.params))
-        if not finite.all():
+        if not finite.all():  # only "stop" gets here: "freeze" keeps parameters finite
           run.raise_non_finite(step, [int(i) for i in np.flatnonzero(~finite)],
                                {"loss": _fetch(step_metrics["loss"]),
                                 "grad_norm": _fetch(step_metrics["grad_norm"])})
@@ -558,19 +666,4 @@ def _train_and_evaluate(experiment: Experiment, workdir: pathlib.Path,
         run.last_checkpoint = step
     if start == num_steps:
       final = _fetch(experiment.evaluate(state, eval_set))
-  finally:
-    progress.close()
-    writer.close()
-    checkpointer.close()
-
-  result = {
-      "name": config.name,
-      "variant": config.variant,
-      "step": num_steps,
-      "per_run": {name: np.asarray(value).tolist() for name, value in final.items()},
-      "summary": _summary(config, final),
-      "paper": config.paper.to_dict(),
-  }
-  if is_chief:
-    (workdir / metrics_lib.FINAL_METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
-  return result
+  return {**final, "diverged_at": state.diverged_at}

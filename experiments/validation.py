@@ -97,6 +97,7 @@ SECTIONS = {
         "batch_size": Field(_INT, _at_least(1)),
         "log_every": Field(_INT, _at_least(1)),
         "eval_every": Field(_INT, _at_least(1)),
+        "on_nonfinite": Field(_STR, _choice("stop", "freeze")),
     },
     "eval": {
         "num_examples": Field(_INT, _at_least(0)),

@@ -1,8 +1,9 @@
 """The experiment runner: configs, smoke training, resume, NaN stop, sharding, report.
 
 Compiling a train step is the expensive part, so runs that share a config share the
-compiled step (train.get_experiment caches it) and the module-scoped fixtures below
-train each smoke config once.
+compiled step (the ``compiled`` fixture keeps one train.Experiment per config; the
+runner itself caches nothing) and the module-scoped fixtures below train each smoke
+config once.
 """
 
 import io
@@ -52,23 +53,36 @@ def _without_timing(records):
 
 
 @pytest.fixture(scope="module")
+def compiled():
+  """The tests' compile cache: ``compiled(config)`` is one train.Experiment per config."""
+  cache = {}
+
+  def get(config):
+    key = config.to_json(sort_keys=True)
+    if key not in cache:
+      cache[key] = train.create_experiment(config, FAST)
+    return cache[key]
+  return get
+
+
+@pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("runs")
 
 
 @pytest.fixture(scope="module")
-def counting_run(runs_dir):
+def counting_run(compiled, runs_dir):
   """unique_integers:smoke (noisy LSTM, annealed c, curriculum) on all 8 devices."""
   config = unique_integers.get_config("smoke")
   workdir = runs_dir / "unique_integers" / "smoke"
-  return config, workdir, train.train_and_evaluate(config, workdir, compiler_options=FAST)
+  return config, workdir, train.train_and_evaluate(config, workdir, experiment=compiled(config))
 
 
 @pytest.fixture(scope="module")
-def mlp_run(runs_dir):
+def mlp_run(compiled, runs_dir):
   config = deep_mlp.get_config("smoke")
   workdir = runs_dir / "deep_mlp" / "smoke"
-  return config, workdir, train.train_and_evaluate(config, workdir, compiler_options=FAST)
+  return config, workdir, train.train_and_evaluate(config, workdir, experiment=compiled(config))
 
 
 # --- configs -----------------------------------------------------------------------
@@ -178,7 +192,7 @@ def test_type_errors_are_caught():
 # --- training ----------------------------------------------------------------------
 
 
-def test_smoke_counting_run(counting_run):
+def test_smoke_counting_run(compiled, counting_run):
   config, workdir, result = counting_run
   assert result["summary"]["num_runs"] == config.num_seeds == 2
   assert len(result["per_run"]["error_pct"]) == 2
@@ -190,7 +204,7 @@ def test_smoke_counting_run(counting_run):
   np.testing.assert_allclose(train_records[0]["c"], [30.0, 30.0])
   np.testing.assert_allclose(train_records[1]["c"], [30 / np.sqrt(2)] * 2, rtol=1e-6)
   # ...without retracing: one trace served all four updates.
-  assert train.get_experiment(config, FAST).train_step_traces == 1
+  assert compiled(config).train_step_traces == 1
   assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) \
       == [2, 4]
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
@@ -210,10 +224,10 @@ def test_smoke_deep_mlp_run(mlp_run):
 
 @pytest.mark.parametrize("module", [associative_recall, copy_config],
                          ids=["associative_recall", "copy"])
-def test_smoke_ntm_runs(module, runs_dir):
+def test_smoke_ntm_runs(compiled, module, runs_dir):
   config = module.get_config("smoke")
   result = train.train_and_evaluate(config, runs_dir / config.name / "smoke",
-                                    compiler_options=FAST)
+                                    experiment=compiled(config))
   assert result["summary"]["metric"] == "bit_errors"
   values = np.asarray(result["per_run"]["bit_errors"])
   assert values.shape == (2,) and np.isfinite(values).all() and (values >= 0).all()
@@ -222,8 +236,8 @@ def test_smoke_ntm_runs(module, runs_dir):
 def _first_batches(num_seeds, shared_data):
   config = unique_integers.get_config("smoke")
   config.num_seeds, config.shared_data = num_seeds, shared_data
-  experiment = train.get_experiment(config, FAST)
-  state = train.TrainState(jax.numpy.asarray(0), None, None, experiment.run_keys())
+  experiment = train.create_experiment(config, FAST)
+  state = train.TrainState(jax.numpy.asarray(0), None, None, experiment.run_keys(), None)
   return jax.jit(experiment._batch)(state, {})  # pylint: disable=protected-access
 
 
@@ -238,9 +252,9 @@ def test_data_streams_per_run_and_shared():
   assert shared["inputs"].shape == (8, 26)  # one batch, broadcast over the runs by vmap
 
 
-def test_resume_after_kill_matches_uninterrupted(counting_run, tmp_path, monkeypatch):
+def test_resume_after_kill_matches_uninterrupted(compiled, counting_run, tmp_path, monkeypatch):
   config, workdir, uninterrupted = counting_run
-  experiment = train.get_experiment(config, FAST)
+  experiment = compiled(config)
   compiled_step, calls = experiment.train_step, []
 
   def killed_in_step_3(state, data):
@@ -251,16 +265,17 @@ def test_resume_after_kill_matches_uninterrupted(counting_run, tmp_path, monkeyp
 
   monkeypatch.setattr(experiment, "train_step", killed_in_step_3)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert (tmp_path / "checkpoints" / "2").exists() and not (tmp_path / "final_metrics.json").exists()
   monkeypatch.setattr(experiment, "train_step", compiled_step)
-  resumed = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  resumed = train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert resumed["per_run"] == uninterrupted["per_run"]
   assert _without_timing(metrics_lib.read_metrics(tmp_path)) == _without_timing(
       metrics_lib.read_metrics(workdir))
 
 
-def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(mlp_run, tmp_path):
+def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(
+    compiled, mlp_run, tmp_path):
   config, workdir, _ = mlp_run
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
@@ -268,20 +283,20 @@ def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(ml
   changed.optimizer.gradient_noise_eta = 0.3
   with pytest.raises(validation.ConfigError,
                      match=r"optimizer.gradient_noise_eta: 0.01 -> 0.3\). Fix: use a new --workdir"):
-    train.train_and_evaluate(changed, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(changed, tmp_path, experiment=compiled(changed))
   more_seeds = config.copy_and_resolve_references()
   more_seeds.num_seeds = 3  # a different state shape: refused before any restore
   with pytest.raises(validation.ConfigError, match=r"num_seeds: 2 -> 3"):
-    train.train_and_evaluate(more_seeds, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(more_seeds, tmp_path, experiment=compiled(more_seeds))
   shorter = config.copy_and_resolve_references()
   shorter.train.num_steps = 2
   with pytest.raises(validation.ConfigError, match=r"checkpoint at step 4, past train.num_steps=2"):
-    train.train_and_evaluate(shorter, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(shorter, tmp_path, experiment=compiled(config))  # same program
   longer = config.copy_and_resolve_references()
   longer.train.num_steps = 6
   longer.optimizer.learning_rate = 0.05  # allowed: how a run gets past a non-finite loss
   longer.paper.source = "a corrected citation"  # report metadata may change too
-  result = train.train_and_evaluate(longer, tmp_path, compiler_options=FAST)
+  result = train.train_and_evaluate(longer, tmp_path, experiment=compiled(longer))
   assert result["step"] == 6
   assert [r["step"] for r in _records(tmp_path, "train")] == [2, 4, 6]
   # config.json now holds the new values; the resume history keeps the old ones.
@@ -295,9 +310,9 @@ def test_resume_refuses_a_changed_config_but_takes_a_new_budget_and_step_size(ml
           f"{config.optimizer.learning_rate!r} -> 0.05") in text
 
 
-def test_corrupt_latest_checkpoint_falls_back(counting_run, tmp_path, caplog):
+def test_corrupt_latest_checkpoint_falls_back(compiled, counting_run, tmp_path, caplog):
   config, workdir, uninterrupted = counting_run
-  experiment = train.get_experiment(config, FAST)
+  experiment = compiled(config)
   state = experiment.init_state(experiment.run_keys())
   checkpointer = checkpoints.Checkpointer(tmp_path / "checkpoints", max_to_keep=3)
   for step in (1, 2):
@@ -333,15 +348,14 @@ def test_bit_flipped_checkpoint_is_caught_and_set_aside(tmp_path, caplog):
                 key=lambda p: p.stat().st_size)  # the largest array data file
   original = largest.read_bytes()
   abstract = jax.eval_shape(lambda: state)
-  target = checkpoints._abstract_storable(abstract)
-  saved = checkpoints.digests(checkpoints._to_storable(state))
+  saved = checkpoints.digests(state)
   for offset in range(len(original) // 10, len(original) - 16, len(original) // 10):
     data = bytearray(original)
     data[offset:offset + 16] = bytes(b ^ 0xFF for b in data[offset:offset + 16])
     largest.write_bytes(bytes(data))
     with ocp.CheckpointManager(tmp_path / "checkpoints") as manager:
       try:
-        silent = manager.restore(2, args=ocp.args.StandardRestore(target))
+        silent = manager.restore(2, args=ocp.args.StandardRestore(abstract))
       except Exception:  # pylint: disable=broad-except
         continue
     if checkpoints.digests(silent) != saved:
@@ -364,9 +378,9 @@ def test_bit_flipped_checkpoint_is_caught_and_set_aside(tmp_path, caplog):
   np.testing.assert_array_equal(restored["params"], state["params"])
 
 
-def test_checkpointer_keeps_the_last_k(counting_run, tmp_path):
+def test_checkpointer_keeps_the_last_k(compiled, counting_run, tmp_path):
   config, _, _ = counting_run
-  experiment = train.get_experiment(config, FAST)
+  experiment = compiled(config)
   state = experiment.init_state(experiment.run_keys())
   checkpointer = checkpoints.Checkpointer(tmp_path, max_to_keep=2)
   for step in (5, 10, 15):
@@ -375,18 +389,18 @@ def test_checkpointer_keeps_the_last_k(counting_run, tmp_path):
   assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [10, 15]
 
 
-def test_resume_from_corrupt_latest_reaches_same_result(counting_run, tmp_path, caplog):
+def test_resume_from_corrupt_latest_reaches_same_result(compiled, counting_run, tmp_path, caplog):
   config, workdir, uninterrupted = counting_run
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
   (tmp_path / "checkpoints" / "4" / "default" / "_METADATA").write_text("{corrupt")
   with caplog.at_level(pylogging.WARNING, logger="absl"):
-    resumed = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+    resumed = train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert "Checkpoint at step 4" in caplog.text
   assert resumed["per_run"] == uninterrupted["per_run"]
 
 
-def test_no_readable_checkpoint_stops_instead_of_starting_afresh(counting_run, tmp_path):
+def test_no_readable_checkpoint_stops_instead_of_starting_afresh(compiled, counting_run, tmp_path):
   config, workdir, _ = counting_run
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
@@ -394,24 +408,24 @@ def test_no_readable_checkpoint_stops_instead_of_starting_afresh(counting_run, t
     (tmp_path / "checkpoints" / str(step) / "default" / "_METADATA").write_text("{corrupt")
   records = metrics_lib.read_metrics(tmp_path)
   with pytest.raises(checkpoints.CheckpointError, match=r"steps \[2, 4\].*Fix: "):
-    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert metrics_lib.read_metrics(tmp_path) == records  # nothing overwritten
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
 
 
-def test_rerunning_a_finished_run_changes_nothing(counting_run, tmp_path):
+def test_rerunning_a_finished_run_changes_nothing(compiled, counting_run, tmp_path):
   config, workdir, uninterrupted = counting_run
   import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(workdir, tmp_path, dirs_exist_ok=True)
-  again = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  again = train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert again["per_run"] == uninterrupted["per_run"]
   assert metrics_lib.read_metrics(tmp_path) == metrics_lib.read_metrics(workdir)
 
 
-def test_killed_before_the_first_checkpoint_restarts_cleanly(counting_run, tmp_path,
+def test_killed_before_the_first_checkpoint_restarts_cleanly(compiled, counting_run, tmp_path,
                                                             monkeypatch):
   config, workdir, uninterrupted = counting_run
-  experiment = train.get_experiment(config, FAST)
+  experiment = compiled(config)
   compiled_step = experiment.train_step
 
   def killed(state, data):
@@ -419,19 +433,19 @@ def test_killed_before_the_first_checkpoint_restarts_cleanly(counting_run, tmp_p
 
   monkeypatch.setattr(experiment, "train_step", killed)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [0]  # the step-0 eval
   monkeypatch.setattr(experiment, "train_step", compiled_step)
-  restarted = train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+  restarted = train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert restarted["per_run"] == uninterrupted["per_run"]
   assert _without_timing(metrics_lib.read_metrics(tmp_path)) == _without_timing(
       metrics_lib.read_metrics(workdir))  # no second step-0 record
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(counting_run, tmp_path,
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(compiled, counting_run, tmp_path,
                                                              monkeypatch):
   config, _, _ = counting_run
-  experiment = train.get_experiment(config, FAST)
+  experiment = compiled(config)
   compiled_step, calls = experiment.train_step, []
 
   def run_1_diverges_before_step_3(state, data):
@@ -443,23 +457,67 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(counting_run, tmp_
 
   monkeypatch.setattr(experiment, "train_step", run_1_diverges_before_step_3)
   with pytest.raises(train.NonFiniteLossError) as error:
-    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   err = error.value
   assert (err.step, err.runs, err.checkpoint_step) == (3, [1], 2)
   assert "at step 3" in str(err) and "run(s) [1] of seed 0" in str(err)
   assert "the last good checkpoint is step 2" in str(err)
   steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
-  assert steps == [2]
-  assert _records(tmp_path, "nonfinite")[0]["step"] == 3
+  assert steps == [0, 2]  # the initial state, and the last one before the NaN
+  nonfinite, = _records(tmp_path, "nonfinite")
+  assert nonfinite["step"] == 3 and nonfinite["diverged"] == [0.0, 1.0]
   assert not (tmp_path / "final_metrics.json").exists()
 
 
-def test_eight_devices_match_one_device(counting_run, tmp_path):
+def test_freeze_keeps_a_diverged_seed_and_trains_the_others(compiled, mlp_run, tmp_path):
+  """on_nonfinite="freeze": run 1 of 2 diverges in step 3 (its weights times 1e30
+  overflow its logits; they are put back after that step, so step 4 could train it
+  again); it stays at its parameters before step 3 and the step is recorded, while
+  run 0 trains on exactly as without the divergence; a rerun restores the record."""
+  config, _, plain = mlp_run
+  config = config.copy_and_resolve_references()
+  config.train.on_nonfinite = "freeze"
+  config.eval.success_threshold = 0.0  # every finite accuracy succeeds...
+  experiment = compiled(config)
+  compiled_step, calls, before = experiment.train_step, [], {}
+
+  def run_1_overflows_in_step_3(state, data):
+    calls.append(1)
+    if len(calls) != 3:
+      return compiled_step(state, data)
+    before["params"] = jax.tree.map(lambda p: np.asarray(p[1]), state.params)
+    overflowing = jax.tree.map(lambda p: p.at[1].multiply(1e30), state.params)
+    state, metrics = compiled_step(state._replace(params=overflowing), data)
+    params = jax.tree.map(lambda p, b: p.at[1].set(b), state.params, before["params"])
+    return state._replace(params=params), metrics
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(experiment, "train_step", run_1_overflows_in_step_3)
+    result = train.train_and_evaluate(config, tmp_path, experiment=experiment)
+  assert result["diverged_at"] == [0, 3]
+  assert result["summary"]["num_diverged"] == 1
+  metric = config.eval.metric
+  assert result["per_run"][metric][0] == plain["per_run"][metric][0]  # run 0 unaffected
+  assert result["summary"]["success_rate"] == 0.5  # ...but a diverged run never does
+  nonfinite, = _records(tmp_path, "nonfinite")
+  assert nonfinite["step"] == 3 and nonfinite["diverged"] == [0.0, 1.0]
+  assert [r["diverged"] for r in _records(tmp_path, "train")] == [[0.0, 0.0], [0.0, 1.0]]
+  with checkpoints.Checkpointer(tmp_path / "checkpoints", max_to_keep=2) as checkpointer:
+    abstract = jax.eval_shape(experiment.init_state, experiment.run_keys())
+    state, step = checkpointer.restore_latest(abstract)
+  assert step == 4 and state.diverged_at.tolist() == [0, 3]
+  jax.tree.map(np.testing.assert_array_equal,  # step 4 did not train the frozen run
+               jax.tree.map(lambda p: np.asarray(p[1]), state.params), before["params"])
+  again = train.train_and_evaluate(config, tmp_path, experiment=experiment)  # restored
+  assert again["diverged_at"] == [0, 3] and again["per_run"] == result["per_run"]
+
+
+def test_eight_devices_match_one_device(compiled, counting_run, tmp_path):
   config, workdir, sharded = counting_run
-  assert train.get_experiment(config, FAST).mesh.devices.size == 8
+  assert compiled(config).mesh.devices.size == 8
   single = config.copy_and_resolve_references()
   single.num_devices = 1
-  result = train.train_and_evaluate(single, tmp_path, compiler_options=FAST)
+  result = train.train_and_evaluate(single, tmp_path, experiment=compiled(single))
   assert len(_records(workdir, "train")) == len(_records(tmp_path, "train")) == 2
   for a, b in zip(_records(workdir, "train"), _records(tmp_path, "train")):
     np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-5)
@@ -608,12 +666,12 @@ def test_paper_b_table1_pools_the_two_learning_rates():
 
 
 def test_metric_writer_drops_records_past_the_resumed_step(tmp_path):
-  writer = metrics_lib.MetricWriter(tmp_path, tensorboard=False)
+  writer = metrics_lib.MetricWriter(tmp_path, scalar_writers=())
   for step in (1, 2, 3):
-    writer.write(step, "train", {"loss": np.asarray([step, np.nan])})
+    writer.write_scalars(step, {"train/loss": np.asarray([step, np.nan])})
   writer.close()
   assert metrics_lib.read_metrics(tmp_path)[0]["loss"] == [1.0, "nan"]
-  metrics_lib.MetricWriter(tmp_path, resume_step=2, tensorboard=False).close()
+  metrics_lib.MetricWriter(tmp_path, resume_step=2, scalar_writers=()).close()
   assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]
 
 
@@ -621,9 +679,9 @@ def test_torn_last_metrics_line_is_set_aside_not_fatal(tmp_path, caplog, monkeyp
   """A kill mid-write leaves half a line: reading warns (file and line named) and skips
   it, resuming moves it to metrics.jsonl.torn, and the rewrite is atomic (a kill during
   it leaves the old file whole)."""
-  writer = metrics_lib.MetricWriter(tmp_path, tensorboard=False)
+  writer = metrics_lib.MetricWriter(tmp_path, scalar_writers=())
   for step in (1, 2):
-    writer.write(step, "train", {"loss": np.asarray([step])})
+    writer.write_scalars(step, {"train/loss": np.asarray([step])})
   writer.close()
   path = tmp_path / metrics_lib.METRICS_FILE
   with path.open("a") as file:
@@ -637,9 +695,9 @@ def test_torn_last_metrics_line_is_set_aside_not_fatal(tmp_path, caplog, monkeyp
   with monkeypatch.context() as patch:
     patch.setattr(metrics_lib.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-      metrics_lib.MetricWriter(tmp_path, resume_step=2, tensorboard=False)
+      metrics_lib.MetricWriter(tmp_path, resume_step=2, scalar_writers=())
   assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]  # history kept
-  metrics_lib.MetricWriter(tmp_path, resume_step=2, tensorboard=False).close()
+  metrics_lib.MetricWriter(tmp_path, resume_step=2, scalar_writers=()).close()
   assert path.read_text().count("\n") == 2
   assert (tmp_path / "metrics.jsonl.torn").read_text().startswith('{"step": 3, "split": "tr')
   with path.open("a") as file:
@@ -671,12 +729,12 @@ def test_second_run_on_a_workdir_refuses_and_a_stale_lock_is_taken_over(tmp_path
     caplog.clear()
 
 
-def test_train_and_evaluate_holds_the_workdir_lock(counting_run, tmp_path):
+def test_train_and_evaluate_holds_the_workdir_lock(compiled, counting_run, tmp_path):
   config, _, _ = counting_run
   (tmp_path / lock_lib.LOCK_FILE).write_text(json.dumps(
       {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()}))
   with pytest.raises(lock_lib.WorkdirLockedError):
-    train.train_and_evaluate(config, tmp_path, compiler_options=FAST)
+    train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
 
 
 def test_progress_bar_on_terminal_and_log_lines_otherwise(caplog):
