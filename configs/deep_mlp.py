@@ -68,7 +68,7 @@ def get_config(variant: str = "zero_clip10_noise_lr0.1") -> ml_collections.Confi
   config.shared_data = False
 
   config.task = ml_collections.ConfigDict()
-  config.task.name = "digits"  # Image classification (noisy_jax.tasks.load_digits).
+  config.task.name = "digits"  # Image classification (experiments.input_pipeline.load_digits).
   config.task.data_dir = ""  # MNIST IDX directory; "" = scikit-learn's 8x8 digits.
 
   config.model = ml_collections.ConfigDict()

@@ -30,12 +30,11 @@ How a run is organised:
 """
 
 import contextlib
-import dataclasses
 import functools
 import json
 import pathlib
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import noisy_jax
 import noisy_jax.optim
 from experiments import checkpoints
+from experiments import input_pipeline
 from experiments import lock
 from experiments import metrics as metrics_lib
 from experiments import models
@@ -78,74 +78,6 @@ class TrainState(NamedTuple):
   # int32 [num_seeds]: the update at which each run diverged and was frozen
   # (train.on_nonfinite="freeze"), 0 while it trains.
   diverged_at: jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-  """A task as the training loop sees it."""
-
-  objective: str  # "classification" (targets [B]) or "bits" (targets [B, T, F], mask [B, T])
-  num_outputs: int  # classes, or bits per output step
-  make_batch: Callable[..., dict[str, jax.Array]]  # (key, step, data) -> one run's batch
-  data: dict[str, np.ndarray]  # arrays batches are drawn from (empty for synthetic tasks)
-  eval_set: dict[str, np.ndarray]  # fixed evaluation set; "weight" marks real examples
-
-
-def make_task(config: ml_collections.ConfigDict) -> Task:
-  """Builds the task of ``config.task`` with its fixed evaluation set."""
-  task, batch_size = config.task, config.train.batch_size
-  num_eval, eval_seed = config.eval.num_examples, config.eval.seed
-  if task.name == "unique_integers":
-    def make_batch(key, step, data):
-      del data
-      length_high = None
-      if task.curriculum_start:
-        length_high = noisy_jax.tasks.linear_curriculum(
-            step, start=task.curriculum_start, final=task.length,
-            ramp_steps=task.curriculum_steps)
-      return noisy_jax.tasks.unique_integers(
-          key, batch_size, length=task.length, num_values=task.num_values,
-          length_high=length_high)
-    eval_set = noisy_jax.tasks.fixed_eval_set(
-        noisy_jax.tasks.unique_integers, num_eval, seed=eval_seed, length=task.length,
-        num_values=task.num_values)
-    return Task("classification", task.num_values, make_batch, {}, _host(eval_set))
-
-  if task.name == "digits":
-    arrays = noisy_jax.tasks.load_digits(task.data_dir or None)
-    data = {"images": arrays["train_images"], "labels": arrays["train_labels"]}
-    count = num_eval or len(arrays["test_labels"])
-    if count > len(arrays["test_labels"]):
-      raise validation.ConfigError(
-          f"eval.num_examples={count} is larger than the test split "
-          f"({len(arrays['test_labels'])} examples). Fix: pass 0 (the whole split) or less.")
-    eval_set = {"inputs": arrays["test_images"][:count], "targets": arrays["test_labels"][:count]}
-
-    def make_batch(key, step, data):
-      del step
-      return noisy_jax.tasks.classification_batch(key, data["images"], data["labels"], batch_size)
-    num_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
-    return Task("classification", num_classes, make_batch, data, eval_set)
-
-  generators = {
-      "associative_recall": (noisy_jax.tasks.associative_recall,
-                             ("min_items", "max_items", "item_len", "bits")),
-      "copy": (noisy_jax.tasks.copy, ("min_length", "max_length", "bits")),
-      "repeat_copy": (noisy_jax.tasks.repeat_copy,
-                      ("min_length", "max_length", "min_repeats", "max_repeats", "bits")),
-  }
-  generator, fields = generators[task.name]
-  kwargs = {name: task[name] for name in fields}
-
-  def make_batch(key, step, data):
-    del step, data
-    return generator(key, batch_size, **kwargs)
-  eval_set = _host(noisy_jax.tasks.fixed_eval_set(generator, num_eval, seed=eval_seed, **kwargs))
-  return Task("bits", eval_set["targets"].shape[-1], make_batch, {}, eval_set)
-
-
-def _host(tree):
-  return jax.tree.map(np.asarray, tree)
 
 
 def make_optimizer(config: ml_collections.ConfigDict, key: jax.Array) -> optax.GradientTransformation:
@@ -223,7 +155,7 @@ class Experiment:
   def __init__(self, config: ml_collections.ConfigDict, devices: tuple[jax.Device, ...],
                compiler_options: dict[str, Any] | None = None):
     self.config = config
-    self.task = make_task(config)
+    self.task = input_pipeline.make_task(config)
     self.model = models.build_model(config, self.task.num_outputs)
     # Only the structure of the optimizer matters here; each run's key is set at init.
     self.tx = make_optimizer(config, jax.random.key(0))

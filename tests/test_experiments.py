@@ -30,6 +30,7 @@ from configs import copy as copy_config
 from configs import deep_mlp
 from configs import unique_integers
 from experiments import checkpoints
+from experiments import input_pipeline
 from experiments import lock as lock_lib
 from experiments import main as main_lib
 from experiments import make_run
@@ -177,7 +178,7 @@ def test_digits_eval_set_larger_than_the_test_split_is_refused():
   config = deep_mlp.get_config("smoke")
   config.eval.num_examples = 100_000
   with pytest.raises(validation.ConfigError, match="eval.num_examples=100000 is larger than"):
-    train.make_task(config)
+    input_pipeline.make_task(config)
 
 
 def test_type_errors_are_caught():

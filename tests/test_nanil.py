@@ -164,13 +164,13 @@ def test_nanil_layer_gives_p_a_gradient():
 
 def test_runner_config_reaches_the_model():
   from configs import unique_integers
-  from experiments import models, train
+  from experiments import input_pipeline, models
 
   config = unique_integers.get_config("nanil_annealed")
   assert config.noise.nanil_scale == "reference"
   config.train.batch_size = B
   config.model.hidden_size = config.model.mlp_size = H  # the plumbing, not the model size
-  batch = train.make_task(config).make_batch(jax.random.key(0), 0, None)
+  batch = input_pipeline.make_task(config).make_batch(jax.random.key(0), 0, None)
   outputs = {}
   for scale in ("reference", "paper"):
     config.noise.nanil_scale = scale

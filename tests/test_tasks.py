@@ -1,8 +1,5 @@
 """Invariants of the synthetic task generators, checked against plain NumPy re-derivations."""
 
-import gzip
-import struct
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -168,63 +165,3 @@ def test_fixed_eval_set_is_fixed_and_apart_from_training():
   assert not np.array_equal(a["inputs"], train["inputs"])
   c = tasks.fixed_eval_set(tasks.associative_recall, 4, seed=3, max_items=16)
   assert c["inputs"].shape == (4, 4 * 18, 8)
-
-
-def _write_idx(path, array, code):
-  header = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(
-      f">{array.ndim}I", *array.shape)
-  payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-  opener = gzip.open if str(path).endswith(".gz") else open
-  with opener(path, "wb") as f:
-    f.write(payload)
-
-
-class TestDigits:
-
-  def test_read_idx_round_trip(self, tmp_path):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (5, 3, 2), dtype=np.uint8)
-    values = rng.normal(size=(4, 2)).astype(np.float32)
-    counts = rng.integers(-1000, 1000, (7,)).astype(np.int32)
-    _write_idx(tmp_path / "a.gz", images, 0x08)
-    _write_idx(tmp_path / "b", values, 0x0D)
-    _write_idx(tmp_path / "c", counts, 0x0C)
-    np.testing.assert_array_equal(tasks.read_idx(tmp_path / "a.gz"), images)
-    np.testing.assert_array_equal(tasks.read_idx(tmp_path / "b"), values)
-    np.testing.assert_array_equal(tasks.read_idx(tmp_path / "c"), counts)
-
-  def test_read_idx_rejects_bad_files(self, tmp_path):
-    (tmp_path / "bad").write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x01\x05")
-    with pytest.raises(ValueError, match="not an IDX file"):
-      tasks.read_idx(tmp_path / "bad")
-    _write_idx(tmp_path / "short", np.zeros((4, 4), np.uint8), 0x08)
-    (tmp_path / "short").write_bytes((tmp_path / "short").read_bytes()[:-3])
-    with pytest.raises(ValueError, match="truncated"):
-      tasks.read_idx(tmp_path / "short")
-
-  def test_load_mnist_from_idx_directory(self, tmp_path):
-    rng = np.random.default_rng(1)
-    for prefix, n in (("train", 6), ("t10k", 3)):
-      _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz",
-                 rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), 0x08)
-      _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte",
-                 rng.integers(0, 10, (n,), dtype=np.uint8), 0x08)
-    data = tasks.load_digits(tmp_path)
-    assert data["train_images"].shape == (6, 784) and data["test_images"].shape == (3, 784)
-    assert data["train_images"].dtype == np.float32 and data["train_images"].max() <= 1.0
-    assert data["test_labels"].dtype == np.int32
-    with pytest.raises(FileNotFoundError, match="t10k-labels"):
-      (tmp_path / "t10k-labels-idx1-ubyte").unlink()
-      tasks.load_digits(tmp_path)
-
-  def test_sklearn_digits_default_and_batches(self):
-    data = tasks.load_digits()
-    assert data["train_images"].shape == (1500, 64) and data["test_images"].shape == (297, 64)
-    assert 0.0 <= data["train_images"].min() and data["train_images"].max() == 1.0
-    assert set(np.unique(data["test_labels"])) == set(range(10))
-    batch = jax.jit(tasks.classification_batch, static_argnums=3)(
-        jax.random.key(5), data["train_images"], data["train_labels"], 32)
-    rows = {row.tobytes(): label for row, label in
-            zip(data["train_images"], data["train_labels"])}
-    for x, y in zip(np.asarray(batch["inputs"]), np.asarray(batch["targets"])):
-      assert rows[x.tobytes()] == y

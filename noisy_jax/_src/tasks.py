@@ -13,16 +13,13 @@ Tasks:
   Sec. 6.6, Table 5), with :func:`linear_curriculum` over the length.
 * :func:`associative_recall`, :func:`copy` and :func:`repeat_copy` -- the NTM tasks
   of Graves et al. (2014) (Paper A, Fig. 11 trains an NTM on associative recall).
-* :func:`load_digits` / :func:`read_idx` and :func:`classification_batch` -- image
-  classification data for Paper B's deep network (sklearn's 8x8 digits, or MNIST
-  from IDX files).
+* :func:`classification_batch` -- minibatches of an in-memory image dataset, for
+  Paper B's deep network (the runner reads the files with
+  ``experiments.input_pipeline.load_digits``).
 """
 
 import functools
-import gzip
 import math
-import os
-import pathlib
 from typing import Callable
 
 import jax
@@ -521,7 +518,8 @@ def classification_batch(
 
   Args:
     key: PRNG key.
-    images: ``[N, D]`` inputs (e.g. from :func:`load_digits`), ideally on device.
+    images: ``[N, D]`` inputs (e.g. from ``experiments.input_pipeline.load_digits``),
+      ideally on device.
     labels: ``[N]`` integer labels.
     batch_size: number of examples :math:`B`.
 
@@ -552,127 +550,3 @@ def _classification_batch(key, images, labels, batch_size):
   (words,) = _random_words(key, (batch_size,))
   index = _integers(words, 0, labels.shape[0] - 1)
   return {"inputs": images[index], "targets": labels[index].astype(jnp.int32)}
-
-
-_IDX_DTYPES = {
-    0x08: np.dtype(np.uint8),
-    0x09: np.dtype(np.int8),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
-}
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-  """Reads an IDX file (the MNIST format), gzipped or not, into a NumPy array.
-
-  The header is two zero bytes, a type code (0x08 ubyte, 0x09 byte, 0x0B int16,
-  0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions, then each
-  dimension as a big-endian uint32; the data follow in C order, big-endian.
-
-  Args:
-    path: the file; a ``.gz`` suffix is decompressed.
-
-  Returns:
-    The array, in native byte order.
-
-  Raises:
-    ValueError: a bad header, or a data size that does not match the header.
-  """
-  path = pathlib.Path(path)
-  opener = gzip.open if path.suffix == ".gz" else open
-  with opener(path, "rb") as f:
-    raw = f.read()
-  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-    raise ValueError(
-        f"{path} is not an IDX file: it must start with two zero bytes and a type "
-        f"code in {sorted(_IDX_DTYPES)}, got header bytes {list(raw[:4])}."
-    )
-  dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-  header = 4 + 4 * ndim
-  shape = tuple(int(d) for d in np.frombuffer(raw[4:header], ">u4"))
-  expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-  if len(raw) - header != expected:
-    raise ValueError(
-        f"{path}: the header announces shape {shape} ({expected} bytes of data) but "
-        f"the file holds {len(raw) - header} bytes. The file is truncated or corrupt."
-    )
-  return np.frombuffer(raw[header:], dtype).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-_MNIST_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
-
-
-def _find_idx(data_dir: pathlib.Path, stem: str) -> pathlib.Path:
-  for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
-    if (data_dir / name).exists():
-      return data_dir / name
-  raise FileNotFoundError(
-      f"No {stem}[.gz] in {data_dir}. Fix: put the four MNIST IDX files "
-      f"({', '.join(_MNIST_FILES.values())}) there, or leave data_dir empty for "
-      "scikit-learn's bundled 8x8 digits."
-  )
-
-
-def load_digits(
-    data_dir: str | os.PathLike | None = None, *, num_test: int = 297
-) -> dict[str, np.ndarray]:
-  """Digit images for Paper B's deep network: MNIST from IDX files, or sklearn's 8x8 digits.
-
-  With ``data_dir``, reads the four MNIST IDX files (``train-images-idx3-ubyte``,
-  ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
-  ``t10k-labels-idx1-ubyte``, each optionally ``.gz``) and scales pixels to
-  [0, 1]. Without it, loads the 1,797 8x8 digits bundled with scikit-learn (no
-  download), scales the 0..16 pixels to [0, 1], and holds out the last
-  ``num_test`` of a fixed permutation (seed 0) as the test set.
-
-  Args:
-    data_dir: a directory with the MNIST IDX files, or None for sklearn's digits.
-    num_test: size of the sklearn test split (ignored for MNIST, which has its own).
-
-  Returns:
-    A dict with ``train_images``, ``test_images`` (float32 ``[N, D]``, D = 784 or
-    64) and ``train_labels``, ``test_labels`` (int32 ``[N]``).
-
-  Note:
-    Paper B trains on MNIST; sklearn's digits are the offline default so that the
-    experiment runs anywhere. Its numbers are therefore not directly comparable
-    with Paper B's Table 1.
-  """
-  if data_dir:
-    data_dir = pathlib.Path(data_dir)
-    arrays = {name: read_idx(_find_idx(data_dir, stem)) for name, stem in _MNIST_FILES.items()}
-    out = {}
-    for split in ("train", "test"):
-      images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-      if images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{data_dir}: {images.shape[0]} {split} images but {labels.shape[0]} labels."
-        )
-      out[f"{split}_images"] = images.reshape(images.shape[0], -1).astype(np.float32) / 255.0
-      out[f"{split}_labels"] = labels.astype(np.int32)
-    return out
-  try:
-    from sklearn import datasets  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        "load_digits() without data_dir needs scikit-learn. Fix: pip install "
-        "'noisy_jax[experiments]', or pass data_dir with the MNIST IDX files."
-    ) from e
-  digits = datasets.load_digits()
-  num_test = checks.python_int(num_test, "num_test", 1, len(digits.target) - 1)
-  order = np.random.default_rng(0).permutation(len(digits.target))
-  images = (digits.data[order] / 16.0).astype(np.float32)
-  labels = digits.target[order].astype(np.int32)
-  return {
-      "train_images": images[:-num_test],
-      "train_labels": labels[:-num_test],
-      "test_images": images[-num_test:],
-      "test_labels": labels[-num_test:],
-  }
