@@ -170,6 +170,9 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
     config: an experiment config (configs/<name>.py), locked.
     num_available_devices: devices the run may use (``jax.device_count()``).
   """
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"The config is a {type(config).__name__}, not an ml_collections "
+                      "ConfigDict. Fix: pass what a configs/<name>.py get_config returns.")
   problems: list[str] = []
   _check_fields(config, "", problems)
   present = _paths(config)
