@@ -4,9 +4,9 @@ The config files return locked ConfigDicts (``configs.common.locked``), so
 ml_collections itself refuses an unknown (e.g. misspelt) field, with a "Did you mean",
 and a value of another type when it is assigned, in Python and from the command line.
 This module checks what a ConfigDict cannot: the allowed values of the fields that
-have a constraint (``CONSTRAINTS``, by path), finite floats, a None only where the
-config file declares a placeholder, the fields each task's and model's builder reads,
-and the rules between fields. A config that fails gets one :class:`ConfigError`
+have a constraint (``CONSTRAINTS``, by path), finite floats, a None only in the
+placeholders of ``configs.common.base_config``, the fields each task's and model's
+builder reads, and the rules between fields. A config that fails gets one :class:`ConfigError`
 listing every problem and how to fix it.
 
 A config that is not locked, or has a section replaced by an unlocked ConfigDict, is
@@ -130,10 +130,11 @@ CONSTRAINTS: dict[str, Check] = {
 
 
 def _check_fields(section: ml_collections.ConfigDict, prefix: str, problems: list[str],
-                  reported: bool = False) -> None:
+                  optional: set[str], reported: bool = False) -> None:
   """Appends the problems of every field below ``section`` that no other field affects.
 
-  ``reported``: an unlocked section above this one was reported already.
+  ``optional``: the paths that may be None; ``reported``: an unlocked section above
+  this one was reported already.
   """
   if not section.is_locked and not reported:
     where = f"Section {prefix.rstrip('.')}" if prefix else "The config"
@@ -143,9 +144,9 @@ def _check_fields(section: ml_collections.ConfigDict, prefix: str, problems: lis
   for name, value in section.items():
     path = prefix + name
     if isinstance(value, ml_collections.ConfigDict):
-      _check_fields(value, f"{path}.", problems, reported or not section.is_locked)
+      _check_fields(value, f"{path}.", problems, optional, reported or not section.is_locked)
     elif value is None:
-      if section.get_type(name) is type(None):  # not declared with config_dict.placeholder
+      if path not in optional:
         problems.append(f"{path} must be set, got None.")
     elif isinstance(value, float) and not math.isfinite(value):
       problems.append(f"{path} must be finite, got {value!r}.")
@@ -153,8 +154,8 @@ def _check_fields(section: ml_collections.ConfigDict, prefix: str, problems: lis
       problems.append(f"{path} {complaint}, got {value!r}.")
 
 
-def _paths(config: ml_collections.ConfigDict) -> set[str]:
-  return set(traverse_util.flatten_dict(config.to_dict(), sep="."))
+def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return traverse_util.flatten_dict(config.to_dict(), sep=".")
 
 
 def _check_range(problems, section, where, low, high):
@@ -173,10 +174,14 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"The config is a {type(config).__name__}, not an ml_collections "
                       "ConfigDict. Fix: pass what a configs/<name>.py get_config returns.")
+  # The shared fields, and which of them may be None: the placeholders (a copy by
+  # copy_and_resolve_references turns a placeholder into a plain None, so a
+  # config's own field types cannot tell).
+  shared = _flat(common.base_config("", ""))
   problems: list[str] = []
-  _check_fields(config, "", problems)
-  present = _paths(config)
-  missing = sorted(_paths(common.base_config("", "")) - present)
+  _check_fields(config, "", problems, {path for path, value in shared.items() if value is None})
+  present = _flat(config)
+  missing = sorted(shared.keys() - present.keys())
   if missing:
     problems.append(f"Missing fields {', '.join(missing)}. Fix: build the config on "
                     "configs.common.base_config, which declares them.")
