@@ -61,4 +61,4 @@ def get_config(variant: str = "noisy_annealed") -> ml_collections.ConfigDict:
     config.model.controller_size = 8
     config.model.memory_size = 8
     config.model.memory_width = 4
-  return config
+  return common.locked(config)

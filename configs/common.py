@@ -1,7 +1,10 @@
 """Fields every experiment config shares; each experiment file fills task, model and paper.
 
-experiments/validation.py checks every field named here (type, range, and that no
-unknown field sneaks in) before anything is compiled.
+Every ``get_config`` returns ``locked(config)``: the ConfigDict then refuses an unknown
+(e.g. misspelt) field and a value of another type when it is assigned, in Python and
+from the command line. experiments/validation.py checks the rest of every field named
+here (its allowed values, finiteness, and the rules between fields) before anything
+is compiled.
 """
 
 import ml_collections
@@ -104,6 +107,17 @@ def graves_ntm(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   config.checkpoint.every = 5_000
   return config
+
+
+def locked(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Locks ``config``: what every ``get_config`` returns, last.
+
+  A locked ConfigDict (every section of it) refuses a new field, with a "Did you
+  mean" for a misspelt one, and keeps each field's type (an int field refuses "x"); its
+  fields stay overridable (``--config.<field>``, ``update_from_flattened_dict``).
+  experiments/validation.py refuses a config that is not locked.
+  """
+  return config.lock()
 
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -103,7 +103,7 @@ def get_config(variant: str = "zero_clip10_noise_lr0.1") -> ml_collections.Confi
     config.optimizer.clip_norm = 10.0
     config.optimizer.gradient_noise_eta = 0.01
     config.eval.metric = "accuracy_pct"
-    return config
+    return common.locked(config)
 
   init, clip, noise, rate = variant.split("_")
   config.model.init = init
@@ -117,4 +117,4 @@ def get_config(variant: str = "zero_clip10_noise_lr0.1") -> ml_collections.Confi
   if paper is not None:
     config.paper.source = (f"Paper B, Table 1, both rates pooled: best {paper[0]} %, "
                            f"average {paper[1]} %")
-  return config
+  return common.locked(config)

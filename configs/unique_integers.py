@@ -99,4 +99,4 @@ def get_config(variant: str = "reference") -> ml_collections.ConfigDict:
     config.task.curriculum_steps = 3
     config.model.hidden_size = 8
     config.model.mlp_size = 8
-  return config
+  return common.locked(config)

@@ -79,6 +79,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as error:
+    if isinstance(error, AttributeError) and error.args and isinstance(error.args[0], KeyError):
+      error = error.args[0]  # a misspelt field of a section: the KeyError below, wrapped
     if isinstance(error, KeyError) and error.args:
       # ml_collections: KeyError("'<field>'\nDid you mean ...?") for an unknown field.
       field, *hint = str(error.args[0]).split("\n")

@@ -54,12 +54,7 @@ SMALL = {
 def small_config(variant: str):
   """The ``variant`` config of unique_integers.py with the ``SMALL`` overrides."""
   config = unique_integers.get_config(variant)
-  for path, value in SMALL.items():
-    *parents, leaf = path.split(".")
-    section = config
-    for parent in parents:
-      section = section[parent]
-    section[leaf] = value
+  config.update_from_flattened_dict(SMALL)
   return config
 
 

@@ -411,16 +411,6 @@ RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "train.on_nonfinite")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-  flat = {}
-  for name, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f"{prefix}{name}."))
-    else:
-      flat[f"{prefix}{name}"] = value
-  return flat
-
-
 def _check_resumed_config(config: ml_collections.ConfigDict,
                           saved_path: pathlib.Path) -> list[tuple[str, Any, Any]]:
   """Refuses to resume a checkpoint under a config that trains something else.
@@ -430,8 +420,8 @@ def _check_resumed_config(config: ml_collections.ConfigDict,
   """
   if not saved_path.exists():
     return []
-  saved = _flat(json.loads(saved_path.read_text()))
-  current = _flat(json.loads(config.to_json()))
+  saved = traverse_util.flatten_dict(json.loads(saved_path.read_text()), sep=".")
+  current = traverse_util.flatten_dict(json.loads(config.to_json()), sep=".")
   differ = sorted(name for name in saved.keys() | current.keys()
                   if saved.get(name) != current.get(name) and not name.startswith("paper."))
   for name in differ:

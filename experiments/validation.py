@@ -1,19 +1,29 @@
 """Config validation, run before anything is built or compiled.
 
-Every field of every section is declared here with its type and allowed values; a
-config with an unknown (e.g. misspelt) field, a wrong type or an impossible value
-fails with one ``ValueError`` that lists every problem and how to fix it.
+The config files return locked ConfigDicts (``configs.common.locked``), so
+ml_collections itself refuses an unknown (e.g. misspelt) field, with a "Did you mean",
+and a value of another type when it is assigned, in Python and from the command line.
+This module checks what a ConfigDict cannot: the allowed values of the fields that
+have a constraint (``CONSTRAINTS``, by path), finite floats, a None only in the
+placeholders of ``configs.common.base_config``, the fields each task's and model's
+builder reads, and the rules between fields. A config that fails gets one :class:`ConfigError`
+listing every problem and how to fix it.
+
+A config that is not locked, or has a section replaced by an unlocked ConfigDict, is
+refused rather than locked here: a misspelt field it already holds could no longer be
+told from a real one.
 """
 
-import difflib
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import traverse_util
 
 import noisy_jax.schedules
+from configs import common
 from noisy_jax import activations
 
 TASKS = ("unique_integers", "associative_recall", "copy", "repeat_copy", "digits")
@@ -38,200 +48,115 @@ TASK_METRICS = {
 }
 # Metrics where larger is better; the others are minimised.
 HIGHER_IS_BETTER = ("accuracy_pct",)
+# The task and model fields each builder reads (train.make_task, models.build_model):
+# a locked section cannot grow them, so a section renamed to another task or model
+# (``config.model.name = "mlp"`` on an LSTM config) lacks them.
+TASK_FIELDS = {
+    "unique_integers": ("length", "num_values", "curriculum_start", "curriculum_steps"),
+    "associative_recall": ("min_items", "max_items", "item_len", "bits"),
+    "copy": ("min_length", "max_length", "bits"),
+    "repeat_copy": ("min_length", "max_length", "min_repeats", "max_repeats", "bits"),
+    "digits": ("data_dir",),
+}
+MODEL_FIELDS = {
+    "lstm_mlp": ("hidden_size", "mlp_size", "input_encoding", "embed_size", "forget_bias",
+                 "unroll"),
+    "lstm": ("hidden_size", "unroll"),
+    "mlp": ("num_layers", "width", "init", "init_std"),
+    "ntm": ("controller", "controller_size", "memory_size", "memory_width", "num_read_heads",
+            "num_write_heads", "shift_range", "unroll"),
+}
 
 
 class ConfigError(ValueError):
   """A config that cannot run; the message lists every problem found."""
 
 
-class Field(NamedTuple):
-  types: tuple[type, ...]
-  check: Callable[[Any], str | None] | None = None  # returns a complaint, or None
-  optional: bool = False  # None allowed
+Check = Callable[[Any], "str | None"]  # a complaint about a value, or None
 
 
-def _at_least(low):
-  return lambda v: None if v >= low else f"must be >= {low}"
+def _number(low, high=None, *, above=False) -> Check:
+  """A number >= ``low`` (> with ``above``; < ``high`` if given), an int if ``low`` is one."""
+  kind, types = ("an int", (int,)) if isinstance(low, int) else ("a number", (int, float))
+  bounds = f"{'>' if above else '>='} {low}" + (f" and < {high}" if high is not None else "")
+
+  def check(value):
+    if (isinstance(value, bool) or not isinstance(value, types) or value < low
+        or above and value == low or high is not None and value >= high):
+      return f"must be {kind} {bounds}"
+    return None
+  return check
 
 
-def _positive(v):
-  return None if v > 0 else "must be > 0"
+def _choice(*options) -> Check:
+  return lambda value: (None if value in options else
+                        f"must be one of {', '.join(map(repr, options))}")
 
 
-def _choice(*options):
-  return lambda v: None if v in options else f"must be one of {', '.join(map(repr, options))}"
-
-
-_INT, _FLOAT, _BOOL, _STR = (int,), (float, int), (bool,), (str,)
-
-COMMON = {
-    "name": Field(_STR),
-    "variant": Field(_STR),
-    "seed": Field(_INT, _at_least(0)),
-    "num_seeds": Field(_INT, _at_least(1)),
-    "num_devices": Field(_INT, _at_least(0)),
-    "shared_data": Field(_BOOL),
-}
-SECTIONS = {
-    "noise": {
-        "mode": Field(_STR, _choice(*NOISE_MODES)),
-        "nanil_scale": Field(_STR, _choice(*activations.NANIL_SCALES)),
-        "c": Field(_FLOAT, _at_least(0.0), optional=True),
-        "alpha": Field(_FLOAT, optional=True),
-        "anneal": Field(_BOOL),
-        "c0": Field(_FLOAT, _at_least(0.0)),
-        "c_final": Field(_FLOAT, _at_least(0.0)),
-        "anneal_every": Field(_INT, _at_least(1)),
-    },
-    "optimizer": {
-        "name": Field(_STR, _choice(*OPTIMIZERS)),
-        "learning_rate": Field(_FLOAT, _positive),
-        "momentum": Field(_FLOAT, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
-        "clip_norm": Field(_FLOAT, _at_least(0.0)),
-        "clip_value": Field(_FLOAT, _at_least(0.0)),
-        "gradient_noise_eta": Field(_FLOAT, _at_least(0.0)),
-        "gradient_noise_gamma": Field(_FLOAT, _at_least(0.0)),
-    },
-    "train": {
-        "num_steps": Field(_INT, _at_least(1)),
-        "batch_size": Field(_INT, _at_least(1)),
-        "log_every": Field(_INT, _at_least(1)),
-        "eval_every": Field(_INT, _at_least(1)),
-        "on_nonfinite": Field(_STR, _choice("stop", "freeze")),
-    },
-    "eval": {
-        "num_examples": Field(_INT, _at_least(0)),
-        "seed": Field(_INT, _at_least(0)),
-        "metric": Field(_STR),
-        "success_threshold": Field(_FLOAT),
-    },
-    "checkpoint": {
-        "every": Field(_INT, _at_least(1)),
-        "max_to_keep": Field(_INT, _at_least(1)),
-    },
-    "paper": {
-        "value": Field(_FLOAT, optional=True),
-        "metric": Field(_STR),
-        "source": Field(_STR),
-    },
-}
-TASK_FIELDS = {
-    "unique_integers": {
-        "length": Field(_INT, _at_least(1)),
-        "num_values": Field(_INT, _at_least(2)),
-        "curriculum_start": Field(_INT, _at_least(0)),
-        "curriculum_steps": Field(_INT, _at_least(1)),
-    },
-    "associative_recall": {
-        "min_items": Field(_INT, _at_least(2)),
-        "max_items": Field(_INT, _at_least(2)),
-        "item_len": Field(_INT, _at_least(1)),
-        "bits": Field(_INT, _at_least(1)),
-    },
-    "copy": {
-        "min_length": Field(_INT, _at_least(1)),
-        "max_length": Field(_INT, _at_least(1)),
-        "bits": Field(_INT, _at_least(1)),
-    },
-    "repeat_copy": {
-        "min_length": Field(_INT, _at_least(1)),
-        "max_length": Field(_INT, _at_least(1)),
-        "min_repeats": Field(_INT, _at_least(1)),
-        "max_repeats": Field(_INT, _at_least(1)),
-        "bits": Field(_INT, _at_least(1)),
-    },
-    "digits": {
-        "data_dir": Field(_STR),
-    },
-}
-MODEL_FIELDS = {
-    "lstm_mlp": {
-        "hidden_size": Field(_INT, _at_least(1)),
-        "mlp_size": Field(_INT, _at_least(1)),
-        "input_encoding": Field(_STR, _choice("one_hot", "embedding")),
-        "embed_size": Field(_INT, _at_least(1)),
-        "forget_bias": Field(_FLOAT),
-        "unroll": Field(_INT, _at_least(1)),
-    },
-    "lstm": {
-        "hidden_size": Field(_INT, _at_least(1)),
-        "unroll": Field(_INT, _at_least(1)),
-    },
-    "mlp": {
-        "num_layers": Field(_INT, _at_least(0)),
-        "width": Field(_INT, _at_least(1)),
-        "init": Field(_STR, _choice("simple", "zero", "good")),
-        "init_std": Field(_FLOAT, _positive),
-    },
-    "ntm": {
-        "controller": Field(_STR, _choice("lstm", "feedforward")),
-        "controller_size": Field(_INT, _at_least(1)),
-        "memory_size": Field(_INT, _at_least(1)),
-        "memory_width": Field(_INT, _at_least(1)),
-        "num_read_heads": Field(_INT, _at_least(1)),
-        "num_write_heads": Field(_INT, _at_least(1)),
-        "shift_range": Field(_INT, _at_least(0)),
-        "unroll": Field(_INT, _at_least(1)),
-    },
+# The value constraints, by path; a field without one takes any value of its type.
+# A path a config does not have (another task's or model's field) is skipped.
+CONSTRAINTS: dict[str, Check] = {
+    "seed": _number(0), "num_seeds": _number(1), "num_devices": _number(0),
+    "noise.mode": _choice(*NOISE_MODES),
+    "noise.nanil_scale": _choice(*activations.NANIL_SCALES),
+    "noise.c": _number(0.0), "noise.c0": _number(0.0), "noise.c_final": _number(0.0),
+    "noise.anneal_every": _number(1),
+    "optimizer.name": _choice(*OPTIMIZERS),
+    "optimizer.learning_rate": _number(0.0, above=True),
+    "optimizer.momentum": _number(0.0, 1.0),
+    "optimizer.clip_norm": _number(0.0), "optimizer.clip_value": _number(0.0),
+    "optimizer.gradient_noise_eta": _number(0.0),
+    "optimizer.gradient_noise_gamma": _number(0.0),
+    "train.num_steps": _number(1), "train.batch_size": _number(1),
+    "train.log_every": _number(1), "train.eval_every": _number(1),
+    "train.on_nonfinite": _choice("stop", "freeze"),
+    "eval.num_examples": _number(0), "eval.seed": _number(0),
+    "checkpoint.every": _number(1), "checkpoint.max_to_keep": _number(1),
+    "task.length": _number(1), "task.num_values": _number(2),
+    "task.curriculum_start": _number(0), "task.curriculum_steps": _number(1),
+    "task.min_items": _number(2), "task.max_items": _number(2), "task.item_len": _number(1),
+    "task.min_length": _number(1), "task.max_length": _number(1),
+    "task.min_repeats": _number(1), "task.max_repeats": _number(1), "task.bits": _number(1),
+    "model.hidden_size": _number(1), "model.mlp_size": _number(1),
+    "model.input_encoding": _choice("one_hot", "embedding"), "model.embed_size": _number(1),
+    "model.unroll": _number(1),
+    "model.num_layers": _number(0), "model.width": _number(1),
+    "model.init": _choice("simple", "zero", "good"),
+    "model.init_std": _number(0.0, above=True),
+    "model.controller": _choice("lstm", "feedforward"),
+    "model.controller_size": _number(1), "model.memory_size": _number(1),
+    "model.memory_width": _number(1), "model.num_read_heads": _number(1),
+    "model.num_write_heads": _number(1), "model.shift_range": _number(0),
 }
 
 
-_ALL_PATHS = sorted({
-    *COMMON,
-    *(f"{section}.{name}" for section, fields in SECTIONS.items() for name in fields),
-    *(f"task.{name}" for fields in TASK_FIELDS.values() for name in fields),
-    *(f"model.{name}" for fields in MODEL_FIELDS.values() for name in fields),
-})
+def _check_fields(section: ml_collections.ConfigDict, prefix: str, problems: list[str],
+                  optional: set[str], reported: bool = False) -> None:
+  """Appends the problems of every field below ``section`` that no other field affects.
 
-
-def _type_name(types):
-  return " or ".join(t.__name__ for t in types)
-
-
-def _check_fields(section: Any, fields: dict[str, Field], where: str, problems: list[str],
-                  subsections: tuple[str, ...] = ()):
-  if not isinstance(section, ml_collections.ConfigDict):
-    problems.append(f"{where} must be a ConfigDict section, got {type(section).__name__}.")
-    return
-  present = set(section.keys())
-  known = [*fields, *subsections]
-  for name in sorted(present - set(known)):
-    close = difflib.get_close_matches(name, known, n=1)
-    elsewhere = [path for path in _ALL_PATHS if path.rsplit(".", 1)[-1] == name]
-    if f"{where}{name}" in elsewhere:
-      hint = f" It belongs to another {where.rstrip('.')}.name."
-    elif close:
-      hint = f" Did you mean {where}{close[0]}?"
-    elif elsewhere:
-      hint = f" Did you mean {elsewhere[0]}?"
-    else:
-      hint = ""
+  ``optional``: the paths that may be None; ``reported``: an unlocked section above
+  this one was reported already.
+  """
+  if not section.is_locked and not reported:
+    where = f"Section {prefix.rstrip('.')}" if prefix else "The config"
     problems.append(
-        f"Unknown field {where}{name}.{hint} Valid fields here: {', '.join(sorted(known))}.")
-  for name in subsections:
-    if name not in present:
-      problems.append(f"Missing section {where}{name}.")
-  for name, field in fields.items():
-    path = f"{where}{name}"
-    if name not in present:
-      problems.append(f"Missing field {path} ({_type_name(field.types)}).")
-      continue
-    value = section[name]
-    if value is None:
-      if not field.optional:
-        problems.append(f"{path} must be set ({_type_name(field.types)}), got None.")
-      continue
-    if isinstance(value, bool) and bool not in field.types or not isinstance(value, field.types):
-      problems.append(
-          f"{path} must be {_type_name(field.types)}, got {value!r} "
-          f"({type(value).__name__}).")
-      continue
-    if isinstance(value, float) and not math.isfinite(value):
+        f"{where} is not locked, so a misspelt or mistyped field in it would pass unnoticed. "
+        "Fix: end get_config with `return common.locked(config)`, or call .lock() on it.")
+  for name, value in section.items():
+    path = prefix + name
+    if isinstance(value, ml_collections.ConfigDict):
+      _check_fields(value, f"{path}.", problems, optional, reported or not section.is_locked)
+    elif value is None:
+      if path not in optional:
+        problems.append(f"{path} must be set, got None.")
+    elif isinstance(value, float) and not math.isfinite(value):
       problems.append(f"{path} must be finite, got {value!r}.")
-      continue
-    complaint = field.check(value) if field.check else None
-    if complaint:
+    elif path in CONSTRAINTS and (complaint := CONSTRAINTS[path](value)):
       problems.append(f"{path} {complaint}, got {value!r}.")
+
+
+def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return traverse_util.flatten_dict(config.to_dict(), sep=".")
 
 
 def _check_range(problems, section, where, low, high):
@@ -244,27 +169,40 @@ def validate(config: ml_collections.ConfigDict, num_available_devices: int) -> N
   """Raises :class:`ConfigError` listing every problem of ``config``; returns None if none.
 
   Args:
-    config: an experiment config (configs/<name>.py).
+    config: an experiment config (configs/<name>.py), locked.
     num_available_devices: devices the run may use (``jax.device_count()``).
   """
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"The config is a {type(config).__name__}, not an ml_collections "
+                      "ConfigDict. Fix: pass what a configs/<name>.py get_config returns.")
+  # The shared fields, and which of them may be None: the placeholders (a copy by
+  # copy_and_resolve_references turns a placeholder into a plain None, so a
+  # config's own field types cannot tell).
+  shared = _flat(common.base_config("", ""))
   problems: list[str] = []
-  _check_fields(config, COMMON, "", problems, subsections=("task", "model", *SECTIONS))
-  for name, fields in SECTIONS.items():
-    if name in config:
-      _check_fields(config[name], fields, f"{name}.", problems)
+  _check_fields(config, "", problems, {path for path, value in shared.items() if value is None})
+  present = _flat(config)
+  missing = sorted(shared.keys() - present.keys())
+  if missing:
+    problems.append(f"Missing fields {', '.join(missing)}. Fix: build the config on "
+                    "configs.common.base_config, which declares them.")
 
   task_name = config.task.get("name") if "task" in config else None
   model_name = config.model.get("name") if "model" in config else None
-  if task_name not in TASKS:
-    problems.append(f"task.name must be one of {', '.join(map(repr, TASKS))}, got {task_name!r}.")
-  else:
-    _check_fields(config.task, {"name": Field(_STR), **TASK_FIELDS[task_name]}, "task.", problems)
-  if model_name not in MODELS:
-    problems.append(
-        f"model.name must be one of {', '.join(map(repr, MODELS))}, got {model_name!r}.")
-  else:
-    _check_fields(config.model, {"name": Field(_STR), **MODEL_FIELDS[model_name]}, "model.",
-                  problems)
+  for section, name, names, builders in (("task", task_name, TASKS, TASK_FIELDS),
+                                         ("model", model_name, MODELS, MODEL_FIELDS)):
+    if name not in names:
+      problems.append(
+          f"{section}.name must be one of {', '.join(map(repr, names))}, got {name!r}.")
+      continue
+    lacks = [f"{section}.{field}" for field in builders[name]
+             if f"{section}.{field}" not in present]
+    if lacks:
+      problems.append(
+          f"{section}.name={name!r} needs {', '.join(lacks)}, which the {section} section "
+          f"lacks (it was written for another {section}, and a locked section cannot grow "
+          f"fields). Fix: start from a config file of that {section}, or assign "
+          f"config.{section} a whole ConfigDict for it.")
   if problems:  # the cross-field checks below assume well-typed fields
     raise ConfigError(_message(config, problems))
 

@@ -95,6 +95,7 @@ def test_every_variant_validates(module):
   for variant in module.VARIANTS:
     config = module.get_config(variant)
     assert config.variant == variant
+    assert config.is_locked, f"{module.__name__}:{variant} is not locked"
     validation.validate(config, num_available_devices=8)
 
 
@@ -138,29 +139,57 @@ def test_table_variants_carry_the_papers_numbers():
     deep_mlp.get_config("zero_clip5_noise_lr0.1")
 
 
+def test_misspelt_fields_and_wrong_types_are_refused_when_assigned():
+  config = unique_integers.get_config("smoke")
+  with pytest.raises(AttributeError, match='Did you mean "num_steps" instead of "num_step"'):
+    config.train.num_step = 3
+  with pytest.raises(TypeError, match="x is of original type <class 'str'> and cannot be casted "
+                     "to type <class 'int'>"):
+    config.train.num_steps = "x"
+  with pytest.raises(KeyError, match='Did you mean "length" instead of "lenght"'):
+    config.update_from_flattened_dict({"task.lenght": 5})
+  assert (config.train.num_steps, "num_step" in config.train) == (4, False)
+
+
 def test_invalid_configs_fail_before_compiling(tmp_path, monkeypatch):
   def no_build(*args, **kwargs):
     raise AssertionError("the experiment was built for an invalid config")
   monkeypatch.setattr(train, "Experiment", no_build)
   config = unique_integers.get_config("smoke")
-  config.task.lenght = 5
-  config.train.learning_rate = 0.1
   config.optimizer.learning_rate = -1.0
   config.noise.mode = "nanx"
+  config.train.log_every = True  # a bool is an int to ConfigDict's type check
+  config.train.eval_every = None  # ConfigDict takes None for any field
+  config.eval.success_threshold = float("nan")
   with pytest.raises(validation.ConfigError) as error:
     train.train_and_evaluate(config, tmp_path)
   message = str(error.value)
-  assert "Unknown field task.lenght. Did you mean task.length?" in message
-  assert "Did you mean optimizer.learning_rate?" in message
-  assert "optimizer.learning_rate must be > 0, got -1.0" in message
+  assert "optimizer.learning_rate must be a number > 0.0, got -1.0" in message
   assert "noise.mode must be one of" in message and "'nanx'" in message
+  assert "train.log_every must be an int >= 1, got True" in message
+  assert "train.eval_every must be set, got None" in message
+  assert "eval.success_threshold must be finite, got nan" in message
   assert not (tmp_path / "checkpoints").exists()
+
+
+def test_value_constraints_of_a_model_and_ranges_of_a_task():
+  config = copy_config.get_config("smoke")
+  config.model.shift_range = -1
+  with pytest.raises(validation.ConfigError, match="model.shift_range must be an int >= 0"):
+    validation.validate(config, num_available_devices=8)
+  config.model.shift_range = 1
+  config.task.min_length = 5
+  with pytest.raises(validation.ConfigError,
+                     match="task.min_length=5 is larger than task.max_length=3"):
+    validation.validate(config, num_available_devices=8)
 
 
 @pytest.mark.parametrize("change, expected", [
     (lambda c: c.train.__setattr__("batch_size", 12), "does not split over 8 devices"),
     (lambda c: c.__setattr__("num_devices", 16), "only 8 devices are visible"),
-    (lambda c: c.model.__setattr__("name", "mlp"), "Missing field model.num_layers"),
+    (lambda c: c.model.__setattr__("name", "mlp"),
+     r"model.name='mlp' needs model.num_layers, model.width, model.init, model.init_std, "
+     "which the model section lacks"),
     (lambda c: c.noise.__setattr__("c_final", 40.0), "noise.c_final=40.0 is larger"),
     (lambda c: c.eval.__setattr__("metric", "bit_errors"), "eval.metric='bit_errors'"),
     (lambda c: c.task.__setattr__("curriculum_start", 30), "curriculum_start=30 is longer"),
@@ -181,13 +210,20 @@ def test_digits_eval_set_larger_than_the_test_split_is_refused():
     input_pipeline.make_task(config)
 
 
-def test_type_errors_are_caught():
+def test_unlocked_configs_and_hand_written_sections_are_refused():
   config = deep_mlp.get_config("smoke")
+  with pytest.raises(validation.ConfigError, match="The config is not locked"):
+    validation.validate(ml_collections.ConfigDict(config.to_dict()), num_available_devices=8)
   model = config.model.to_dict()
   model["width"] = "fifty"  # a hand-written section: ConfigDict's own check never ran
   config.model = ml_collections.ConfigDict(model)
-  with pytest.raises(validation.ConfigError, match="model.width must be int, got 'fifty'"):
+  with pytest.raises(validation.ConfigError, match="Section model is not locked"):
     validation.validate(config, num_available_devices=8)
+  config.model.lock()
+  with pytest.raises(validation.ConfigError,
+                     match="model.width must be an int >= 1, got 'fifty'") as error:
+    validation.validate(config, num_available_devices=8)
+  assert "not locked" not in str(error.value)
 
 
 # --- training ----------------------------------------------------------------------
