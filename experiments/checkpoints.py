@@ -6,6 +6,7 @@ digests and be finite everywhere, or it is set aside like an unreadable one (a f
 byte in a data file otherwise restores silently, as values up to 1e37).
 """
 
+import errno
 import hashlib
 import json
 import pathlib
@@ -38,10 +39,14 @@ def _digest(value: np.ndarray) -> str:
   return digest.hexdigest()
 
 
+def _host_leaves(tree: Any) -> dict[str, np.ndarray]:
+  return {jax.tree_util.keystr(path): _host(leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def digests(tree: Any) -> dict[str, str]:
   """SHA-256 of every array of ``tree`` (dtype, shape and bytes), by its key path."""
-  return {jax.tree_util.keystr(path): _digest(_host(leaf))
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return {name: _digest(value) for name, value in _host_leaves(tree).items()}
 
 
 def _integrity_problem(tree: Any, saved: dict[str, str] | None) -> str | None:
@@ -63,7 +68,12 @@ def _integrity_problem(tree: Any, saved: dict[str, str] | None) -> str | None:
 
 
 class CheckpointError(RuntimeError):
-  """Checkpoints exist but none can be restored."""
+  """Checkpoints exist but none can be restored, or one cannot be saved."""
+
+
+# Room a save needs beyond its arrays: Orbax's metadata files, the digests, the
+# metrics lines written before the next save.
+_SAVE_MARGIN_BYTES = 1 << 20
 
 
 class Checkpointer:
@@ -93,7 +103,22 @@ class Checkpointer:
     return self
 
   def __exit__(self, *exc_info) -> None:
-    self._manager.__exit__(*exc_info)
+    try:
+      self._manager.__exit__(*exc_info)  # waits for the last save
+    except Exception as error:  # pylint: disable=broad-except
+      if exc_info[0] is None:
+        raise self._save_error(error) from error
+      logging.warning("Finishing the checkpoint saves failed too: %s", error)
+
+  def _save_error(self, error: Exception, step: int | None = None) -> CheckpointError:
+    """A failed save as one line: what failed, and that the older checkpoints remain."""
+    at = f"at step {step} " if step is not None else ""
+    kept = self.all_steps()
+    return CheckpointError(
+        f"Saving the checkpoint {at}in {self.directory} failed ({type(error).__name__}: "
+        f"{' '.join(str(error).split())[:200]}). Fix: check that the disk has free space "
+        "and the directory is writable, then rerun the same command: it resumes from "
+        + (f"the last saved checkpoint (step {max(kept)})." if kept else "step 0."))
 
   def should_save(self, step: int) -> bool:
     """Whether ``step`` is on the save cadence (Orbax's rule: a multiple of
@@ -103,13 +128,29 @@ class Checkpointer:
   def save(self, step: int, state: Any) -> None:
     """Starts an asynchronous save of ``state`` (a pytree; typed PRNG keys allowed) at ``step``.
 
-    The digests of its arrays are written first (by process 0), atomically.
+    The digests of its arrays are written first (by process 0), atomically. A disk
+    without room for it (its arrays and a margin) is refused before anything is
+    written; a save that fails anyway raises :class:`CheckpointError`.
     """
+    values = _host_leaves(state)
+    needed = sum(value.nbytes for value in values.values()) + _SAVE_MARGIN_BYTES
+    free = shutil.disk_usage(self.directory).free
+    if free < needed:
+      raise self._save_error(OSError(
+          errno.ENOSPC, f"about {needed / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB "
+          "free"), step)
     if jax.process_index() == 0:
       self._digests_dir.mkdir(parents=True, exist_ok=True)
-      metrics_lib.write_atomically(self._digest_path(step),
-                                   json.dumps(digests(state), indent=1, sort_keys=True))
-    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      metrics_lib.write_atomically(
+          self._digest_path(step),
+          json.dumps({name: _digest(value) for name, value in values.items()}, indent=1,
+                     sort_keys=True))
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    except Exception as error:  # pylint: disable=broad-except
+      # Orbax raises what its writer threads met (ValueError for TensorStore's
+      # RESOURCE_EXHAUSTED, OSError...), often at the save after the one that failed.
+      raise self._save_error(error, step) from error
     if jax.process_index() == 0:  # the manager may have deleted old steps
       kept = {str(s) for s in self._manager.all_steps()} | {str(step)}
       for path in self._digests_dir.glob("*.json"):
@@ -195,6 +236,5 @@ class Checkpointer:
     return list(self._manager.all_steps())
 
   def close(self) -> None:
-    """Waits for pending saves and releases the manager."""
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for pending saves and releases the manager (as leaving the context does)."""
+    self.__exit__(None, None, None)

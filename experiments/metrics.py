@@ -206,15 +206,23 @@ def _tensorboard(directory: pathlib.Path, resume_step: int) -> list[_TensorBoard
       str(directory), purge_step=resume_step + 1 if resume_step else None))]
 
 
-def _not_orbax_info(record: pylogging.LogRecord) -> bool:
-  return "orbax" not in record.pathname or record.levelno >= pylogging.WARNING
+def _quiet_orbax(record: pylogging.LogRecord) -> bool:
+  """Drops Orbax's INFO records and the tracebacks of its errors (the message stays)."""
+  if "orbax" not in record.pathname:
+    return True
+  if record.levelno >= pylogging.ERROR and logging.get_verbosity() < 1:
+    # A failed save (a full disk) logs the traceback of every writer thread; the
+    # runner ends with one line that names the problem, and --verbosity=1 keeps them.
+    record.exc_info = record.exc_text = None
+  return record.levelno >= pylogging.WARNING
 
 
 def quiet_orbax_logs() -> None:
-  """Keeps Orbax's per-save INFO chatter out of a program's log; its warnings stay."""
+  """Keeps Orbax's per-save INFO chatter, and its threads' tracebacks unless
+  ``--verbosity`` >= 1, out of a program's log; its warnings and errors stay."""
   absl_logger = logging.get_absl_logger()
-  if _not_orbax_info not in absl_logger.filters:
-    absl_logger.addFilter(_not_orbax_info)
+  if _quiet_orbax not in absl_logger.filters:
+    absl_logger.addFilter(_quiet_orbax)
 
 
 def _duration(seconds: float) -> str:

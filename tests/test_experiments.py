@@ -426,6 +426,30 @@ def test_checkpointer_keeps_the_last_k(compiled, counting_run, tmp_path):
   assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [10, 15]
 
 
+def test_full_disk_is_refused_before_saving_and_orbax_tracebacks_are_one_line(
+    tmp_path, monkeypatch):
+  """A disk without room for a checkpoint: one CheckpointError naming the sizes and the
+  checkpoint the rerun resumes from, raised before Orbax writes (its writer threads
+  would log a traceback each); an Orbax error record keeps its line, not its traceback."""
+  state = {"params": jnp.ones((100, 100))}
+  with checkpoints.Checkpointer(tmp_path, max_to_keep=2) as checkpointer:
+    checkpointer.save(1, state)
+    checkpointer._manager.wait_until_finished()  # pylint: disable=protected-access
+    usage = checkpoints.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage",
+                        lambda path: usage._replace(free=300_000))
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r"at step 2 .* about 1\.0 MiB needed, 0\.3 MiB free.* resumes "
+                             r"from the last saved checkpoint \(step 1\)") as error:
+      checkpointer.save(2, state)
+  assert "\n" not in str(error.value)
+  assert checkpointer.all_steps() == [1]
+  record = pylogging.LogRecord("absl", pylogging.ERROR, "/x/orbax/checkpoint/future.py", 1,
+                               "thread raised", None, (ValueError, ValueError("full"), None))
+  metrics_lib._quiet_orbax(record)  # pylint: disable=protected-access
+  assert record.exc_info is None and record.getMessage() == "thread raised"
+
+
 def test_resume_from_corrupt_latest_reaches_same_result(compiled, counting_run, tmp_path, caplog):
   config, workdir, uninterrupted = counting_run
   import shutil  # pylint: disable=g-import-not-at-top
@@ -702,14 +726,47 @@ def test_paper_b_table1_pools_the_two_learning_rates():
           in text)
 
 
+class _CluLikeWriter:
+  """What a clu.metric_writers writer offers: these four methods, scalar values."""
+
+  def __init__(self):
+    self.calls = []
+
+  def write_scalars(self, step, scalars):
+    assert all(isinstance(v, float) for v in scalars.values()), scalars
+    self.calls.append(("scalars", step, dict(scalars)))
+
+  def write_hparams(self, hparams):
+    self.calls.append(("hparams", dict(hparams)))
+
+  def flush(self):
+    self.calls.append(("flush",))
+
+  def close(self):
+    self.calls.append(("close",))
+
+
 def test_metric_writer_drops_records_past_the_resumed_step(tmp_path):
-  writer = metrics_lib.MetricWriter(tmp_path, scalar_writers=())
+  """Per-run values go to metrics.jsonl, their mean and spread to clu-style writers."""
+  clu = _CluLikeWriter()
+  writer = metrics_lib.MetricWriter(tmp_path, scalar_writers=[clu])
+  writer.write_hparams({"train": {"num_steps": 3}, "name": "x"})
   for step in (1, 2, 3):
-    writer.write_scalars(step, {"train/loss": np.asarray([step, np.nan])})
+    writer.write_scalars(step, {"train/loss": np.asarray([step, 3.0 * step]),
+                                "eval/error_pct": np.asarray([50.0, np.nan])})
+  writer.flush()
   writer.close()
-  assert metrics_lib.read_metrics(tmp_path)[0]["loss"] == [1.0, "nan"]
+  assert json.loads((tmp_path / metrics_lib.CONFIG_FILE).read_text())["train"] == {
+      "num_steps": 3}
+  assert clu.calls[0] == ("hparams", {"train.num_steps": 3, "name": "x"})
+  assert clu.calls[1][:2] == ("scalars", 1)
+  assert clu.calls[1][2]["train/loss"] == 2.0 and clu.calls[1][2]["train/loss_std"] == 1.0
+  assert clu.calls[-2:] == [("flush",), ("close",)]
+  first = metrics_lib.read_metrics(tmp_path)[:2]
+  assert [(r["step"], r["split"]) for r in first] == [(1, "train"), (1, "eval")]
+  assert first[0]["loss"] == [1.0, 3.0] and first[1]["error_pct"] == [50.0, "nan"]
   metrics_lib.MetricWriter(tmp_path, resume_step=2, scalar_writers=()).close()
-  assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 2]
+  assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [1, 1, 2, 2]
 
 
 def test_torn_last_metrics_line_is_set_aside_not_fatal(tmp_path, caplog, monkeypatch):
