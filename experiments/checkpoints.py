@@ -99,12 +99,11 @@ class Checkpointer:
     )
 
   def __enter__(self) -> "Checkpointer":
-    self._manager.__enter__()
     return self
 
   def __exit__(self, *exc_info) -> None:
     try:
-      self._manager.__exit__(*exc_info)  # waits for the last save
+      self._manager.close()  # waits for the last save, as the manager's own __exit__
     except Exception as error:  # pylint: disable=broad-except
       if exc_info[0] is None:
         raise self._save_error(error) from error

@@ -79,10 +79,10 @@ def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -
       steps, values = _curve(run["records"], split, key)
       if steps is None:
         continue
-      ax.plot(steps, values.mean(axis=1), color=color,
+      ax.plot(steps, np.nanmean(values, axis=1), color=color,
               label=f"{run['config']['variant']} ({values.shape[1]} runs)")
       if values.shape[1] > 1:
-        ax.fill_between(steps, values.min(axis=1), values.max(axis=1), alpha=0.2,
+        ax.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1), alpha=0.2,
                         color=color, linewidth=0)
       paper = run["config"]["paper"]["value"]
       if split == "eval" and paper is not None and metric in ("error_pct", "accuracy_pct"):
@@ -119,9 +119,11 @@ def table(runs: list[dict[str, Any]]) -> str:
     ]
     for run in group:
       s, paper = run["final"]["summary"], run["config"]["paper"]
+      diverged = s.get("num_diverged", 0)  # runs frozen by train.on_nonfinite="freeze"
       lines.append(
           f"| {run['config']['variant']} | {s['num_runs']} | {_format(s['mean'])} ± "
-          f"{_format(s['std'])} | {_format(s['best'])} | {100 * s['success_rate']:.0f}% | "
+          f"{_format(s['std'])} | {_format(s['best'])} | {100 * s['success_rate']:.0f}%"
+          f"{f' ({diverged} diverged)' if diverged else ''} | "
           f"{_format(paper['value'])} {paper['metric']} | {paper['source']} |")
     lines.append("")
     for run in group:  # what config.json alone does not show

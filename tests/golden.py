@@ -16,10 +16,23 @@ in one checkpoint, so gradients moved by at most 1.9e-5 of each array's largest
 magnitude (the NTM's initial-weighting logits; the rest below 2e-6) and the NTM's
 outputs by at most 7e-8; every other output stayed bit-identical.
 ``python -m tests.golden --diff`` reports such differences against the stored file.
+
+Bit for bit holds on the machine that wrote the file: XLA:CPU compiles for the host's
+vector unit, and another one (AVX-512 against AVX2, say) may round a reduction
+differently. The file therefore records where it was written (``MACHINE_KEY``: jax,
+jaxlib, the CPU's vector-instruction flags); on another machine the test allows each
+float array ``CROSS_MACHINE_TOLERANCE`` of its largest magnitude and still wants every
+integer array exact. The file was last rewritten, with unchanged code, on a 2-core Xeon
+with AVX-512 FP16 (jax 0.10.2), where the previous file's numbers differed by at most
+5.2e-5 of an array's largest magnitude (the NTM's initial-weighting gradients; the
+rest below 2e-6), the same at the commit before any change of that session.
 """
 
 import functools
+import json
 import pathlib
+import platform
+import re
 import sys
 
 import jax
@@ -34,6 +47,9 @@ from noisy_jax import ntm as ntm_lib
 from noisy_jax import rnn as rnn_lib
 
 PATH = pathlib.Path(__file__).with_name("golden.npz")
+MACHINE_KEY = "__machine__"  # where the file was written (see machine())
+# Allowed on another machine: 4x the largest difference measured between two CPUs.
+CROSS_MACHINE_TOLERANCE = 2e-4
 B, T, D, H = 2, 4, 3, 5
 MODES = ("nan", "nah", "nani", "nanil", "nanis")
 KINDS = ("hard_tanh", "hard_sigmoid", "tanh", "sigmoid")
@@ -305,6 +321,18 @@ def compute(name: str) -> dict[str, np.ndarray]:
   return {f"{name}:{k}": _bits_if_exotic(np.asarray(v)) for k, v in arrays.items()}
 
 
+def machine() -> str:
+  """What decides XLA:CPU's rounding here: jax, jaxlib, the architecture, and the CPU's
+  vector-instruction flags (Linux's /proc/cpuinfo; empty elsewhere), as JSON."""
+  try:
+    flags = pathlib.Path("/proc/cpuinfo").read_text()
+  except OSError:
+    flags = ""
+  vector = sorted(set(re.findall(r"\b(?:avx\w*|amx\w*|fma\w*|f16c|sse\w*)\b", flags)))
+  return json.dumps({"jax": jax.__version__, "jaxlib": jax.lib.__version__,
+                     "arch": platform.machine(), "vector": vector}, sort_keys=True)
+
+
 def _bits_if_exotic(array: np.ndarray) -> np.ndarray:
   """bfloat16 (which ``np.savez`` stores as raw void) as its unsigned-integer bits."""
   return array.view(f"<u{array.dtype.itemsize}") if array.dtype.kind == "V" else array
@@ -342,6 +370,7 @@ def main() -> None:
   arrays = {}
   for name in CASES:
     arrays.update(compute(name))
+  arrays[MACHINE_KEY] = np.asarray(machine())
   np.savez_compressed(PATH, **arrays)
   print(f"wrote {len(arrays)} arrays to {PATH}")
 

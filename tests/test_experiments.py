@@ -560,6 +560,7 @@ def test_freeze_keeps_a_diverged_seed_and_trains_the_others(compiled, mlp_run, t
   metric = config.eval.metric
   assert result["per_run"][metric][0] == plain["per_run"][metric][0]  # run 0 unaffected
   assert result["summary"]["success_rate"] == 0.5  # ...but a diverged run never does
+  assert "| 50% (1 diverged) |" in report.table(report.find_runs(tmp_path))
   nonfinite, = _records(tmp_path, "nonfinite")
   assert nonfinite["step"] == 3 and nonfinite["diverged"] == [0.0, 1.0]
   assert [r["diverged"] for r in _records(tmp_path, "train")] == [[0.0, 0.0], [0.0, 1.0]]
@@ -592,7 +593,6 @@ def _free_port() -> int:
     return probe.getsockname()[1]
 
 
-@pytest.mark.slow  # 50-70 s on 2 cores: five processes start and compile
 def test_two_processes_train_as_one(mlp_run, tmp_path):
   """Two processes on 127.0.0.1 (CPU backend, one device each) started with the flags:
   the same losses as one process (this one's run, on 8 devices), metrics written once

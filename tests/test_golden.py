@@ -1,4 +1,5 @@
-"""Every golden number (tests/golden.py) is reproduced bit for bit on the CPU."""
+"""Every golden number (tests/golden.py) is reproduced on the CPU: bit for bit on the
+machine that wrote the file, within ``golden.CROSS_MACHINE_TOLERANCE`` elsewhere."""
 
 import jax
 import numpy as np
@@ -7,6 +8,8 @@ import pytest
 from tests import golden
 
 _STORED = np.load(golden.PATH)
+_SAME_MACHINE = (golden.MACHINE_KEY in _STORED.files
+                 and str(_STORED[golden.MACHINE_KEY]) == golden.machine())
 
 pytestmark = pytest.mark.skipif(
     jax.default_backend() != "cpu",
@@ -27,5 +30,11 @@ def test_bit_identical(name):
   for key, value in got.items():
     expected = golden._bits_if_exotic(_STORED[key])
     assert value.dtype == expected.dtype and value.shape == expected.shape, key
-    np.testing.assert_array_equal(value, expected, err_msg=key, strict=True)
-    assert value.tobytes() == expected.tobytes(), f"{key}: same values, other bits (-0.0?)"
+    if _SAME_MACHINE or value.dtype.kind != "f":
+      np.testing.assert_array_equal(value, expected, err_msg=key, strict=True)
+      assert value.tobytes() == expected.tobytes(), f"{key}: same values, other bits (-0.0?)"
+    else:  # another vector unit may round differently (tests/golden.py)
+      scale = np.max(np.abs(expected.astype(np.float64))) or 1.0
+      np.testing.assert_allclose(
+          value, expected, rtol=0, atol=golden.CROSS_MACHINE_TOLERANCE * scale,
+          err_msg=f"{key} (another machine than the file's: {golden.machine()})")
