@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 # The main job: a small real experiment, a printed comparison table and a plot in runs/.
 run: $(STAMP)
-	$(PY) -m experiments.make_run --outdir=runs
+	$(PY) -m experiments.make_run --outdir=runs/make_run
 
 # The test suite CI runs (slow checks excluded; see test-slow).
 test: $(STAMP)

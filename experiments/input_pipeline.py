@@ -90,6 +90,29 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
   return Task("bits", eval_set["targets"].shape[-1], make_batch, {}, eval_set)
 
 
+def chance_metrics(task: Task) -> dict[str, float]:
+  """The evaluation metrics of the best guess that ignores the input: chance level.
+
+  Classification: always the evaluation set's most common class (``error_pct``,
+  ``accuracy_pct``) and its class frequencies as the prediction (``loss``, their
+  entropy in nats). Bits: a fair coin for every target bit (expected values):
+  ``loss`` is ``ln 2`` per target bit, ``bit_errors`` half the target bits, and
+  ``error_pct`` the chance that a sequence gets any bit wrong. The report draws
+  these on its plots; a run at chance has learned nothing.
+  """
+  eval_set = task.eval_set
+  if task.objective == "classification":
+    counts = np.bincount(np.asarray(eval_set["targets"]).ravel(), minlength=task.num_outputs)
+    freq = counts[counts > 0] / counts.sum()
+    top = 100.0 * float(freq.max())
+    return {"loss": float(-(freq * np.log(freq)).sum()), "error_pct": 100.0 - top,
+            "accuracy_pct": top}
+  target_bits = np.asarray(eval_set["mask"], np.float64).sum(axis=1) * task.num_outputs
+  return {"loss": float(np.log(2.0) * target_bits.mean()),
+          "bit_errors": float(target_bits.mean() / 2),
+          "error_pct": float(100.0 * (1.0 - 0.5 ** target_bits).mean())}
+
+
 def _host(tree):
   return jax.tree.map(np.asarray, tree)
 

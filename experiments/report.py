@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from scipy import stats  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -63,10 +64,19 @@ def _curve(records, split: str, metric: str):
   return steps, np.stack([v for _, v in rows])  # [points, runs]
 
 
+def chance(run: dict[str, Any]) -> dict[str, float]:
+  """The run's chance-level metrics (input_pipeline.chance_metrics); {} for older runs."""
+  records = [r for r in run["records"] if r["split"] == "chance"]
+  if records:
+    return {k: float(np.mean(v)) for k, v in records[-1].items() if k not in ("step", "split")}
+  return dict((run["final"] or {}).get("chance", {}))
+
+
 def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -> None:
   """Eval metric and training loss against steps: mean line, min..max band over the runs.
 
-  A dotted line of the same colour marks the paper's number for the variant.
+  A dotted line of the same colour marks the paper's number for the variant, a dashed
+  grey line the chance level (:func:`chance`).
   """
   metric = runs[0]["config"]["eval"]["metric"]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -87,11 +97,14 @@ def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -
       paper = run["config"]["paper"]["value"]
       if split == "eval" and paper is not None and metric in ("error_pct", "accuracy_pct"):
         ax.axhline(paper, linestyle=":", linewidth=1.2, color=color)
+    level = chance(runs[0]).get(key)
+    if level is not None:
+      ax.axhline(level, linestyle="--", linewidth=1.2, color="grey", label="chance")
     ax.set_xlabel("step")
     ax.set_title(title)
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
-  fig.suptitle(f"{name}: mean over runs, band = min..max, dotted = paper")
+  fig.suptitle(f"{name}: mean over runs, band = min..max, dotted = paper, dashed = chance")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -99,6 +112,40 @@ def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -
 
 def _format(value: float | None, digits: int = 2) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
+
+
+def paired_difference(values: np.ndarray, baseline: np.ndarray,
+                      confidence: float = 0.95) -> tuple[float, float, float]:
+  """Mean of the per-seed differences ``values - baseline`` and its t-interval.
+
+  Run i of two variants of one experiment shares its seed (its initial parameters,
+  and its data unless the data stream is the variant's ingredient), so the pairs'
+  differences are what the variant's ingredient changes.
+
+  Returns:
+    ``(mean, low, high)``; ``low = high = mean`` for a single pair.
+  """
+  diff = np.asarray(values, np.float64) - np.asarray(baseline, np.float64)
+  mean = float(diff.mean())
+  if diff.size < 2:
+    return mean, mean, mean
+  half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * stats.sem(diff))
+  return mean, mean - half, mean + half
+
+
+def _paired_lines(group: list[dict[str, Any]], metric: str) -> list[str]:
+  """One line per variant after the first: its paired difference from the first."""
+  base = group[0]
+  lines = []
+  for run in group[1:]:
+    a, b = run["final"]["per_run"][metric], base["final"]["per_run"][metric]
+    if len(a) != len(b) or run["config"]["seed"] != base["config"]["seed"]:
+      continue  # not the same seeds: no pairs
+    mean, low, high = paired_difference(a, b)
+    lines.append(f"- {run['config']['variant']} - {base['config']['variant']}, {metric} "
+                 f"paired by seed ({len(a)} pairs): {mean:+.2f}, 95% CI [{low:+.2f}, "
+                 f"{high:+.2f}]")
+  return lines
 
 
 def table(runs: list[dict[str, Any]]) -> str:
@@ -113,19 +160,23 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines += [
         f"### {name} (step {group[0]['final']['step']})",
         "",
-        f"| variant | runs | final {metric} mean ± std | best | success ({direction} "
-        f"{summary0['success_threshold']:g}) | paper | paper source |",
-        "|---|---|---|---|---|---|---|",
+        f"| variant | runs | final {metric} mean ± std | per seed | best | success "
+        f"({direction} {summary0['success_threshold']:g}) | chance | paper | paper source |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in group:
       s, paper = run["final"]["summary"], run["config"]["paper"]
       diverged = s.get("num_diverged", 0)  # runs frozen by train.on_nonfinite="freeze"
       lines.append(
           f"| {run['config']['variant']} | {s['num_runs']} | {_format(s['mean'])} ± "
-          f"{_format(s['std'])} | {_format(s['best'])} | {100 * s['success_rate']:.0f}%"
+          f"{_format(s['std'])} | {' '.join(_format(v, 1) for v in run['final']['per_run'][metric])}"
+          f" | {_format(s['best'])} | {100 * s['success_rate']:.0f}%"
           f"{f' ({diverged} diverged)' if diverged else ''} | "
+          f"{_format(chance(run).get(metric), 1)} | "
           f"{_format(paper['value'])} {paper['metric']} | {paper['source']} |")
     lines.append("")
+    paired = _paired_lines(group, metric)
+    lines += paired + ([""] if paired else [])
     for run in group:  # what config.json alone does not show
       for change in run.get("resumes", []):
         lines.append(f"- {run['config']['variant']}: resumed at step {change['step']} with "

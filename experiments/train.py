@@ -156,6 +156,7 @@ class Experiment:
                compiler_options: dict[str, Any] | None = None):
     self.config = config
     self.task = input_pipeline.make_task(config)
+    self.chance = input_pipeline.chance_metrics(self.task)  # eval metrics of a blind guess
     self.model = models.build_model(config, self.task.num_outputs)
     # Only the structure of the optimizer matters here; each run's key is set at init.
     self.tx = make_optimizer(config, jax.random.key(0))
@@ -535,6 +536,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, experiment: Experimen
       "per_run": {name: np.asarray(value).tolist() for name, value in final.items()},
       "diverged_at": diverged_at.tolist(),
       "summary": _summary(config, final, diverged_at),
+      "chance": experiment.chance,
       "paper": config.paper.to_dict(),
   }
   if is_chief:
@@ -562,6 +564,7 @@ def _train_loop(config: ml_collections.ConfigDict, experiment: Experiment, state
 
   with contextlib.closing(progress):
     if start == 0:
+      writer.write_scalars(0, {f"chance/{name}": value for name, value in experiment.chance.items()})
       evaluate(0)
       if not checkpointer.all_steps():  # a restart from step 0 has it already
         checkpointer.save(0, state)  # the first save: should_save counts from it

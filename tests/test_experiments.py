@@ -23,7 +23,9 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import scipy.stats
 from absl import flags
+from flax import traverse_util
 
 from configs import associative_recall
 from configs import copy as copy_config
@@ -706,6 +708,50 @@ def test_report_plots_and_table(counting_run, mlp_run, runs_dir):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
+def test_runs_record_chance_and_the_report_shows_it(counting_run, mlp_run):
+  for config, workdir, result in (counting_run, mlp_run):
+    expected = input_pipeline.chance_metrics(input_pipeline.make_task(config))
+    assert result["chance"] == expected
+    (record,) = [r for r in metrics_lib.read_metrics(workdir) if r["split"] == "chance"]
+    assert record["step"] == 0 and record.keys() - {"step", "split"} == expected.keys()
+    run = report.find_runs(workdir)[0]
+    assert report.chance(run) == pytest.approx(expected)
+    assert f"| {expected[config.eval.metric]:.1f} |" in report.table([run])
+
+
+def test_paired_difference_is_the_paired_t_interval():
+  rng = np.random.default_rng(0)
+  baseline = rng.normal(50, 3, 6)
+  values = baseline - 10 + rng.normal(0, 1, 6)
+  mean, low, high = report.paired_difference(values, baseline)
+  interval = scipy.stats.ttest_rel(values, baseline).confidence_interval(0.95)
+  assert mean == pytest.approx(np.mean(values - baseline))
+  assert (low, high) == pytest.approx((interval.low, interval.high))
+  assert report.paired_difference([3.0], [1.0]) == (2.0, 2.0, 2.0)
+
+
+def test_report_pairs_variants_by_seed(tmp_path):
+  def write(variant, values):
+    run = tmp_path / variant
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(
+        {"name": "x", "variant": variant, "seed": 0, "eval": {"metric": "error_pct"},
+         "paper": {"value": None, "metric": "", "source": ""}}))
+    (run / "metrics.jsonl").write_text("")
+    summary = {"metric": "error_pct", "mean": float(np.mean(values)), "std": 0.0,
+               "best": min(values), "success_rate": 0.0, "success_threshold": 5.0,
+               "num_runs": len(values)}
+    (run / "final_metrics.json").write_text(json.dumps(
+        {"step": 10, "per_run": {"error_pct": values}, "summary": summary}))
+  write("base", [54.0, 50.0, 52.0])
+  write("noisy", [10.0, 14.0, 12.0])
+  text = report.table(report.find_runs(tmp_path, order=("base", "noisy")))
+  assert "| base | 3 | 52.00 ± 0.00 | 54.0 50.0 52.0 |" in text  # in seed order
+  mean, low, high = report.paired_difference([10.0, 14.0, 12.0], [54.0, 50.0, 52.0])
+  assert (f"- noisy - base, error_pct paired by seed (3 pairs): {mean:+.2f}, 95% CI "
+          f"[{low:+.2f}, {high:+.2f}]") in text
+
+
 def test_paper_b_table1_pools_the_two_learning_rates():
   def run(variant, accuracies):
     return {"config": {"name": "deep_mlp", "variant": variant},
@@ -846,13 +892,20 @@ def test_progress_bar_on_terminal_and_log_lines_otherwise(caplog):
   assert "step 5/10" in caplog.text and "loss 2.0" in caplog.text
 
 
-def test_make_run_config_is_the_table_config_scaled_down():
-  for variant in make_run.VARIANTS:
-    small, full = make_run.small_config(variant), unique_integers.get_config(variant)
-    validation.validate(small, num_available_devices=1)
-    assert small.model.hidden_size == make_run.SMALL["model.hidden_size"]
-    assert (small.noise.mode, small.task.length, small.task.num_values) == (
-        full.noise.mode, full.task.length, full.task.num_values)
+def test_make_run_configs_differ_only_in_the_ingredient():
+  for comparison in make_run.COMPARISONS:
+    base, *others = [make_run.small_config(comparison, v) for v in comparison.variants]
+    validation.validate(base, num_available_devices=1)
+    full = comparison.config_module.get_config(comparison.variants[0])
+    flat = lambda c: traverse_util.flatten_dict(c.to_dict(), sep=".")
+    assert {k: v for k, v in flat(base).items() if k in comparison.overrides} == (
+        comparison.overrides)  # every override took
+    assert flat(base)["task.name"] == flat(full)["task.name"]
+    for other in others:  # each pair differs in its ingredient only
+      differ = {k for k, v in flat(other).items() if flat(base)[k] != v}
+      assert differ <= {"variant", "noise.mode", "optimizer.gradient_noise_eta", "paper.value",
+                        "paper.source"}, differ
+      assert differ & {"noise.mode", "optimizer.gradient_noise_eta"}
 
 
 def test_main_typo_in_a_config_override_is_one_line(tmp_path):
@@ -882,5 +935,8 @@ def test_main_command_line_with_override_and_resume(tmp_path):
 @pytest.mark.slow
 def test_make_run_end_to_end(tmp_path):
   text = make_run.run(tmp_path)
-  assert "| reference | 4 |" in text and "| nan_annealed | 4 |" in text
-  assert (tmp_path / "unique_integers_curves.png").exists()
+  for variant in ("simple_clip10_nonoise_lr0.1", "reference", "nan"):
+    assert f"| {variant} | " in text
+  assert "paired by seed" in text
+  for name in ("deep_mlp", "unique_integers"):
+    assert (tmp_path / f"{name}_curves.png").exists()

@@ -106,3 +106,32 @@ def test_old_loader_names_without_experiments_say_where_they_went(monkeypatch):
     from noisy_jax.tasks import read_idx  # pylint: disable=g-import-not-at-top,unused-import
   with pytest.raises(AttributeError, match="has no attribute 'read_idxx'"):
     getattr(tasks, "read_idxx")
+
+
+class TestChance:
+
+  def test_classification_chance_is_the_most_common_class(self):
+    labels = np.asarray([0, 0, 1, 2, 0, 1, 3, 0], np.int32)  # frequencies 1/2, 1/4, 1/8, 1/8
+    task = input_pipeline.Task("classification", 5, None, {}, {"targets": labels})
+    chance = input_pipeline.chance_metrics(task)
+    assert chance["error_pct"] == pytest.approx(50.0)
+    assert chance["accuracy_pct"] == pytest.approx(50.0)
+    assert chance["loss"] == pytest.approx(1.75 * np.log(2.0))  # entropy: 1.75 bits
+
+  def test_bits_chance_is_a_fair_coin_per_target_bit(self):
+    mask = np.zeros((2, 6), bool)
+    mask[0, 1:4] = True  # 3 output steps x 4 bits = 12 target bits
+    mask[1, 2:3] = True  # 4 target bits
+    task = input_pipeline.Task("bits", 4, None, {}, {"mask": mask})
+    chance = input_pipeline.chance_metrics(task)
+    assert chance["loss"] == pytest.approx(8.0 * np.log(2.0))
+    assert chance["bit_errors"] == pytest.approx(4.0)
+    assert chance["error_pct"] == pytest.approx(100.0 * (1 - (2.0**-12 + 2.0**-4) / 2))
+
+  def test_unique_integers_chance_is_the_plateau_of_the_counting_task(self):
+    from configs import unique_integers  # pylint: disable=g-import-not-at-top
+    config = unique_integers.get_config("reference")
+    chance = input_pipeline.chance_metrics(input_pipeline.make_task(config))
+    # Always answering the most common number of distinct values among 26 draws from
+    # 11 symbols: the plateau (55.4 % error) where Table 5's runs sit at first.
+    assert 54.0 < chance["error_pct"] < 57.0
