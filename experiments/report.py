@@ -79,10 +79,13 @@ def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -
   grey line the chance level (:func:`chance`).
   """
   metric = runs[0]["config"]["eval"]["metric"]
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  panels = [("eval", metric, f"evaluation {metric}")]
+  if metric != "loss":
+    panels.append(("eval", "loss", "evaluation loss (NLL)"))
+  panels.append(("train", "loss", "training loss"))
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-  panels = ((axes[0], "eval", metric, f"evaluation {metric}"),
-            (axes[1], "train", "loss", "training loss"))
+  panels = [(ax, *panel) for ax, panel in zip(axes, panels)]
   for ax, split, key, title in panels:
     for index, run in enumerate(runs):
       color = colors[index % len(colors)]
@@ -133,6 +136,18 @@ def paired_difference(values: np.ndarray, baseline: np.ndarray,
   return mean, mean - half, mean + half
 
 
+def steps_to_success(run: dict[str, Any]) -> list[int | None]:
+  """Per run: the first evaluation step whose metric meets the success threshold."""
+  summary = run["final"]["summary"]
+  steps, values = _curve(run["records"], "eval", summary["metric"])
+  if steps is None:
+    return [None] * summary["num_runs"]
+  higher = summary["metric"] in validation.HIGHER_IS_BETTER
+  good = values >= summary["success_threshold"] if higher else (
+      values <= summary["success_threshold"])
+  return [int(steps[column.argmax()]) if column.any() else None for column in good.T]
+
+
 def _paired_lines(group: list[dict[str, Any]], metric: str) -> list[str]:
   """One line per variant after the first: its paired difference from the first."""
   base = group[0]
@@ -177,6 +192,9 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines.append("")
     paired = _paired_lines(group, metric)
     lines += paired + ([""] if paired else [])
+    lines += [f"- {run['config']['variant']}: first evaluation step at success, per seed: "
+              + " ".join("-" if s is None else str(s) for s in steps_to_success(run))
+              for run in group] + [""]
     for run in group:  # what config.json alone does not show
       for change in run.get("resumes", []):
         lines.append(f"- {run['config']['variant']}: resumed at step {change['step']} with "

@@ -731,25 +731,29 @@ def test_paired_difference_is_the_paired_t_interval():
 
 
 def test_report_pairs_variants_by_seed(tmp_path):
-  def write(variant, values):
+  def write(variant, values, curve=()):
     run = tmp_path / variant
     run.mkdir()
     (run / "config.json").write_text(json.dumps(
         {"name": "x", "variant": variant, "seed": 0, "eval": {"metric": "error_pct"},
          "paper": {"value": None, "metric": "", "source": ""}}))
-    (run / "metrics.jsonl").write_text("")
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": step, "split": "eval", "error_pct": v}) + "\n" for step, v in curve))
     summary = {"metric": "error_pct", "mean": float(np.mean(values)), "std": 0.0,
                "best": min(values), "success_rate": 0.0, "success_threshold": 5.0,
                "num_runs": len(values)}
     (run / "final_metrics.json").write_text(json.dumps(
         {"step": 10, "per_run": {"error_pct": values}, "summary": summary}))
   write("base", [54.0, 50.0, 52.0])
-  write("noisy", [10.0, 14.0, 12.0])
+  write("noisy", [4.5, 14.0, 3.0], curve=((0, [50.0, 50.0, 50.0]), (5, [4.0, 20.0, 12.0]),
+                                           (10, [4.5, 14.0, 3.0])))
   text = report.table(report.find_runs(tmp_path, order=("base", "noisy")))
   assert "| base | 3 | 52.00 ± 0.00 | 54.0 50.0 52.0 |" in text  # in seed order
-  mean, low, high = report.paired_difference([10.0, 14.0, 12.0], [54.0, 50.0, 52.0])
+  mean, low, high = report.paired_difference([4.5, 14.0, 3.0], [54.0, 50.0, 52.0])
   assert (f"- noisy - base, error_pct paired by seed (3 pairs): {mean:+.2f}, 95% CI "
           f"[{low:+.2f}, {high:+.2f}]") in text
+  assert "- noisy: first evaluation step at success, per seed: 5 - 10" in text  # <= 5
+  assert "- base: first evaluation step at success, per seed: - - -" in text
 
 
 def test_paper_b_table1_pools_the_two_learning_rates():
