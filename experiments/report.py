@@ -148,6 +148,24 @@ def steps_to_success(run: dict[str, Any]) -> list[int | None]:
   return [int(steps[column.argmax()]) if column.any() else None for column in good.T]
 
 
+def late_change(run: dict[str, Any], fraction: float = 0.2) -> tuple[int, float] | None:
+  """How far the mean headline metric moved over the last ``fraction`` of the updates.
+
+  Returns ``(step, final mean - mean at step)`` for the latest evaluation at or
+  before ``(1 - fraction)`` of the run's steps, or None without such an evaluation.
+  A change smaller than the seed spread says the budget was long enough.
+  """
+  summary = run["final"]["summary"]
+  steps, values = _curve(run["records"], "eval", summary["metric"])
+  if steps is None:
+    return None
+  early = steps <= (1 - fraction) * run["final"]["step"]
+  if not early.any():
+    return None
+  index = np.flatnonzero(early)[-1]
+  return int(steps[index]), float(summary["mean"] - np.nanmean(values[index]))
+
+
 def _paired_lines(group: list[dict[str, Any]], metric: str) -> list[str]:
   """One line per variant after the first: its paired difference from the first."""
   base = group[0]
@@ -192,9 +210,14 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines.append("")
     paired = _paired_lines(group, metric)
     lines += paired + ([""] if paired else [])
-    lines += [f"- {run['config']['variant']}: first evaluation step at success, per seed: "
-              + " ".join("-" if s is None else str(s) for s in steps_to_success(run))
-              for run in group] + [""]
+    for run in group:
+      line = (f"- {run['config']['variant']}: first evaluation step at success, per seed: "
+              + " ".join("-" if s is None else str(s) for s in steps_to_success(run)))
+      change = late_change(run)
+      if change is not None:
+        line += f"; mean moved {change[1]:+.2f} since step {change[0]}"
+      lines.append(line)
+    lines.append("")
     for run in group:  # what config.json alone does not show
       for change in run.get("resumes", []):
         lines.append(f"- {run['config']['variant']}: resumed at step {change['step']} with "

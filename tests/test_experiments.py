@@ -752,7 +752,9 @@ def test_report_pairs_variants_by_seed(tmp_path):
   mean, low, high = report.paired_difference([4.5, 14.0, 3.0], [54.0, 50.0, 52.0])
   assert (f"- noisy - base, error_pct paired by seed (3 pairs): {mean:+.2f}, 95% CI "
           f"[{low:+.2f}, {high:+.2f}]") in text
-  assert "- noisy: first evaluation step at success, per seed: 5 - 10" in text  # <= 5
+  # mean 50 -> 12 -> 7.17 at the evaluations of steps 0, 5 and 10 (of 10): from step 5 on
+  assert ("- noisy: first evaluation step at success, per seed: 5 - 10; mean moved "
+          f"{np.mean([4.5, 14.0, 3.0]) - 12.0:+.2f} since step 5") in text
   assert "- base: first evaluation step at success, per seed: - - -" in text
 
 
