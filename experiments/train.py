@@ -174,9 +174,7 @@ class Experiment:
     self.train_step = jit(self._train_step)
     self.train_step_traces = 0  # times the step was traced (annealing c must not add any)
     self.evaluate = jit(self._evaluate)
-    self.params_finite = jit(
-        lambda params: jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
-                                  for x in jax.tree.leaves(params)]).all(axis=0))
+    self.params_finite = jit(jax.vmap(_all_finite))  # per run
 
   def run_keys(self) -> jax.Array:
     root = jax.random.key(self.config.seed)
@@ -291,12 +289,21 @@ LOOP_FIELDS = ("train.num_steps", "train.log_every", "train.eval_every", "checkp
                "checkpoint.max_to_keep")
 
 
+def _differing_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+  """``{field: (old, new)}`` for the dotted fields of two configs' dicts that differ.
+
+  The ``paper.*`` fields (report metadata) are left out: they change nothing trained.
+  """
+  old = traverse_util.flatten_dict(old, sep=".")
+  new = traverse_util.flatten_dict(new, sep=".")
+  return {name: (old.get(name), new.get(name)) for name in sorted(old.keys() | new.keys())
+          if old.get(name) != new.get(name) and not name.startswith("paper.")}
+
+
 def _check_same_program(config: ml_collections.ConfigDict, experiment: Experiment) -> None:
-  ours = traverse_util.flatten_dict(json.loads(config.to_json()), sep=".")
-  theirs = traverse_util.flatten_dict(json.loads(experiment.config.to_json()), sep=".")
-  differ = sorted(name for name in ours.keys() | theirs.keys()
-                  if ours.get(name) != theirs.get(name) and name not in LOOP_FIELDS
-                  and not name.startswith("paper."))
+  differ = [name for name in _differing_fields(json.loads(experiment.config.to_json()),
+                                               json.loads(config.to_json()))
+            if name not in LOOP_FIELDS]
   if differ:
     raise ValueError(
         f"experiment= was built for another config ({', '.join(differ)} differ). Fix: "
@@ -421,23 +428,19 @@ def _check_resumed_config(config: ml_collections.ConfigDict,
   """
   if not saved_path.exists():
     return []
-  saved = traverse_util.flatten_dict(json.loads(saved_path.read_text()), sep=".")
-  current = traverse_util.flatten_dict(json.loads(config.to_json()), sep=".")
-  differ = sorted(name for name in saved.keys() | current.keys()
-                  if saved.get(name) != current.get(name) and not name.startswith("paper."))
-  for name in differ:
+  differ = _differing_fields(json.loads(saved_path.read_text()), json.loads(config.to_json()))
+  for name, (old, new) in differ.items():
     if name in RESUMABLE_CHANGES:
-      logging.warning("Resuming with %s changed: %r -> %r.", name, saved.get(name),
-                      current.get(name))
+      logging.warning("Resuming with %s changed: %r -> %r.", name, old, new)
   changed = [name for name in differ if name not in RESUMABLE_CHANGES]
   if changed:
-    details = ", ".join(f"{name}: {saved.get(name)!r} -> {current.get(name)!r}"
+    details = ", ".join(f"{name}: {differ[name][0]!r} -> {differ[name][1]!r}"
                         for name in changed)
     raise validation.ConfigError(
         f"{saved_path.parent} holds checkpoints of a different config ({details}). Fix: "
         "use a new --workdir, or restore those fields; only "
         f"{', '.join(RESUMABLE_CHANGES)} may change when resuming.")
-  return [(name, saved.get(name), current.get(name)) for name in differ]
+  return [(name, old, new) for name, (old, new) in differ.items()]
 
 
 def _record_resume_changes(workdir: pathlib.Path, step: int,
