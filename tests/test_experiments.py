@@ -497,7 +497,8 @@ def test_killed_before_the_first_checkpoint_restarts_cleanly(compiled, counting_
   monkeypatch.setattr(experiment, "train_step", killed)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
-  assert [r["step"] for r in metrics_lib.read_metrics(tmp_path)] == [0]  # the step-0 eval
+  assert [(r["step"], r["split"]) for r in metrics_lib.read_metrics(tmp_path)] == [
+      (0, "chance"), (0, "eval")]  # the chance level and the step-0 evaluation
   monkeypatch.setattr(experiment, "train_step", compiled_step)
   restarted = train.train_and_evaluate(config, tmp_path, experiment=compiled(config))
   assert restarted["per_run"] == uninterrupted["per_run"]
