@@ -73,7 +73,7 @@ def chance(run: dict[str, Any]) -> dict[str, float]:
 
 
 def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -> None:
-  """Eval metric and training loss against steps: mean line, min..max band over the runs.
+  """Eval metric, eval loss (NLL) and training loss against steps: mean, min..max band.
 
   A dotted line of the same colour marks the paper's number for the variant, a dashed
   grey line the chance level (:func:`chance`).
@@ -200,9 +200,10 @@ def table(runs: list[dict[str, Any]]) -> str:
     for run in group:
       s, paper = run["final"]["summary"], run["config"]["paper"]
       diverged = s.get("num_diverged", 0)  # runs frozen by train.on_nonfinite="freeze"
+      per_seed = " ".join(_format(value, 1) for value in run["final"]["per_run"][metric])
       lines.append(
           f"| {run['config']['variant']} | {s['num_runs']} | {_format(s['mean'])} ± "
-          f"{_format(s['std'])} | {' '.join(_format(v, 1) for v in run['final']['per_run'][metric])}"
+          f"{_format(s['std'])} | {per_seed}"
           f" | {_format(s['best'])} | {100 * s['success_rate']:.0f}%"
           f"{f' ({diverged} diverged)' if diverged else ''} | "
           f"{_format(chance(run).get(metric), 1)} | "
@@ -212,7 +213,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     lines += paired + ([""] if paired else [])
     for run in group:
       line = (f"- {run['config']['variant']}: first evaluation step at success, per seed: "
-              + " ".join("-" if s is None else str(s) for s in steps_to_success(run)))
+              + " ".join("-" if step is None else str(step) for step in steps_to_success(run)))
       change = late_change(run)
       if change is not None:
         line += f"; mean moved {change[1]:+.2f} since step {change[0]}"
