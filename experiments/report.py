@@ -1,6 +1,6 @@
 r"""Learning curves and a table of final metrics for the runs under a directory.
 
-  python -m experiments.report --workdir=runs
+  python -m experiments.report --workdir=runs [--order=reference,nan]
 
 Finds every run (a directory holding ``config.json`` and ``metrics.jsonl``) under
 ``--workdir``, and for each experiment writes ``<name>_curves.png`` (mean and
@@ -98,7 +98,8 @@ def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -
         ax.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1), alpha=0.2,
                         color=color, linewidth=0)
       paper = run["config"]["paper"]["value"]
-      if split == "eval" and paper is not None and metric in ("error_pct", "accuracy_pct"):
+      if (split, key) == ("eval", metric) and paper is not None and metric in (
+          "error_pct", "accuracy_pct"):
         ax.axhline(paper, linestyle=":", linewidth=1.2, color=color)
     level = chance(runs[0]).get(key)
     if level is not None:
@@ -255,11 +256,13 @@ def make_report(workdir: str | pathlib.Path, order: tuple[str, ...] = ()) -> str
 
 def main(argv):
   del argv
-  print(make_report(flags.FLAGS.workdir))
+  print(make_report(flags.FLAGS.workdir, order=tuple(flags.FLAGS.order)))
 
 
 if __name__ == "__main__":
   # Defined here, not at import, so that other absl programs can import this module.
   flags.DEFINE_string("workdir", None, "A run directory, or a parent of several.")
+  flags.DEFINE_list("order", [], "Variants to list first, in this order; the first is the "
+                    "baseline of the paired differences.")
   flags.mark_flag_as_required("workdir")
   app.run(main)
