@@ -133,8 +133,8 @@ def paired_difference(values: np.ndarray, baseline: np.ndarray,
   mean = float(diff.mean())
   if diff.size < 2:
     return mean, mean, mean
-  half = float(stats.t.ppf(0.5 + confidence / 2, diff.size - 1) * stats.sem(diff))
-  return mean, mean - half, mean + half
+  interval = stats.ttest_1samp(diff, 0.0).confidence_interval(confidence)
+  return mean, float(interval.low), float(interval.high)
 
 
 def steps_to_success(run: dict[str, Any]) -> list[int | None]:
@@ -143,9 +143,7 @@ def steps_to_success(run: dict[str, Any]) -> list[int | None]:
   steps, values = _curve(run["records"], "eval", summary["metric"])
   if steps is None:
     return [None] * summary["num_runs"]
-  higher = summary["metric"] in validation.HIGHER_IS_BETTER
-  good = values >= summary["success_threshold"] if higher else (
-      values <= summary["success_threshold"])
+  good = validation.meets_threshold(summary["metric"], values, summary["success_threshold"])
   return [int(steps[column.argmax()]) if column.any() else None for column in good.T]
 
 

@@ -321,8 +321,7 @@ def _summary(config: ml_collections.ConfigDict, per_run: dict[str, np.ndarray],
   metric = config.eval.metric
   values = np.asarray(per_run[metric], np.float64)
   higher = metric in validation.HIGHER_IS_BETTER
-  success = values >= config.eval.success_threshold if higher else (
-      values <= config.eval.success_threshold)
+  success = validation.meets_threshold(metric, values, config.eval.success_threshold)
   return {
       "metric": metric,
       "mean": float(values.mean()),

@@ -48,6 +48,13 @@ TASK_METRICS = {
 }
 # Metrics where larger is better; the others are minimised.
 HIGHER_IS_BETTER = ("accuracy_pct",)
+
+
+def meets_threshold(metric: str, values, threshold: float) -> np.ndarray:
+  """Where ``values`` of ``metric`` reach ``threshold`` (>= for HIGHER_IS_BETTER, else <=)."""
+  values = np.asarray(values, np.float64)
+  return values >= threshold if metric in HIGHER_IS_BETTER else values <= threshold
+
 # The task and model fields each builder reads (train.make_task, models.build_model):
 # a locked section cannot grow them, so a section renamed to another task or model
 # (``config.model.name = "mlp"`` on an LSTM config) lacks them.
