@@ -60,6 +60,11 @@ def base_config(name: str, variant: str) -> ml_collections.ConfigDict:
   # is good; resume from it); "freeze" keeps that run at its last finite parameters,
   # records the step, and trains the other runs on (final metrics count them).
   config.train.on_nonfinite = "stop"
+  # Saturation diagnostics: at each evaluation, also log for every group of noisy
+  # units (each LSTM/GRU gate, the NTM's heads' gates) the fraction saturated
+  # (|x| >= x_t), the mean injected noise sigma and the spread of p, from a forward
+  # pass of the next update (its batch and noise). The train step is unchanged.
+  config.train.unit_statistics = False
 
   config.eval = ml_collections.ConfigDict()
   config.eval.num_examples = 1_000  # Size of the fixed evaluation set.

@@ -4,9 +4,10 @@ r"""Learning curves and a table of final metrics for the runs under a directory.
 
 Finds every run (a directory holding ``config.json`` and ``metrics.jsonl``) under
 ``--workdir``, and for each experiment writes ``<name>_curves.png`` (mean and
-spread over the runs of each variant, one line per variant) and a Markdown table
-of the final metrics next to the paper's numbers into ``report.md``, which it also
-prints.
+spread over the runs of each variant, one line per variant), with
+``train.unit_statistics`` also ``<name>_units.png`` (the saturation diagnostics of
+every group of noisy units beside the training loss), and a Markdown table of the
+final metrics next to the paper's numbers into ``report.md``, which it also prints.
 """
 
 import json
@@ -114,6 +115,80 @@ def plot_experiment(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -
   plt.close(fig)
 
 
+# The saturation diagnostics (train.unit_statistics): the "units" records' fields.
+UNIT_FIELDS = (("saturated", "fraction saturated, |x| >= x_t"),
+               ("noise_std", "mean injected noise std"), ("p_spread", "std of p over units"))
+
+
+def unit_groups(runs: list[dict[str, Any]]) -> list[str]:
+  """The unit groups (``"<module>/<gate>"``) with statistics in any of ``runs``, sorted."""
+  names = {key.rsplit("/", 1)[0] for run in runs for record in run["records"]
+           if record["split"] == "units" for key in record if "/" in key}
+  return sorted(names)
+
+
+def plot_units(name: str, runs: list[dict[str, Any]], path: pathlib.Path) -> bool:
+  """The saturation diagnostics beside the training loss: one row per unit group.
+
+  Row 0 holds the training loss and the headline evaluation metric; each further
+  row one group of units (an LSTM gate, an NTM head gate, ...), with its
+  :data:`UNIT_FIELDS` in the columns. Mean over runs, band min..max, as
+  :func:`plot_experiment`. Returns False (and writes nothing) without statistics.
+  """
+  groups = unit_groups(runs)
+  if not groups:
+    return False
+  metric = runs[0]["config"]["eval"]["metric"]
+  columns = len(UNIT_FIELDS)
+  fig, axes = plt.subplots(1 + len(groups), columns, figsize=(4.5 * columns,
+                                                              2.6 * (1 + len(groups))),
+                           squeeze=False)
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  panels = [(axes[0, 0], "train", "loss", "training loss"),
+            (axes[0, 1], "eval", metric, f"evaluation {metric}")]
+  panels += [(axes[1 + row, column], "units", f"{group}/{field}", f"{group}: {title}")
+             for row, group in enumerate(groups)
+             for column, (field, title) in enumerate(UNIT_FIELDS)]
+  for ax, split, key, title in panels:
+    for index, run in enumerate(runs):
+      steps, values = _curve(run["records"], split, key)
+      if steps is None:
+        continue
+      color = colors[index % len(colors)]
+      ax.plot(steps, np.nanmean(values, axis=1), color=color, label=run["config"]["variant"])
+      if values.shape[1] > 1:
+        ax.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1),
+                        alpha=0.2, color=color, linewidth=0)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize=8)
+  axes[0, -1].axis("off")
+  for ax in axes[-1]:
+    ax.set_xlabel("step")
+  fig.suptitle(f"{name}: saturation diagnostics of the noisy units (mean over runs, "
+               "band = min..max)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return True
+
+
+def _unit_lines(group: list[dict[str, Any]]) -> list[str]:
+  """Per variant: each unit group's statistics at the last evaluation, means over runs."""
+  lines = []
+  for run in group:
+    records = [r for r in run["records"] if r["split"] == "units"]
+    if not records:
+      continue
+    last = records[-1]
+    parts = [f"{name} {100 * np.mean(last[f'{name}/saturated']):.1f}% "
+             f"{np.mean(last[f'{name}/noise_std']):.3g} {np.mean(last[f'{name}/p_spread']):.2f}"
+             for name in unit_groups([run])]
+    lines.append(f"- {run['config']['variant']}: units at step {last['step']} (saturated, "
+                 f"mean noise std, spread of p): " + "; ".join(parts))
+  return lines
+
+
 def _format(value: float | None, digits: int = 2) -> str:
   return "-" if value is None else f"{value:.{digits}f}"
 
@@ -218,6 +293,8 @@ def table(runs: list[dict[str, Any]]) -> str:
         line += f"; mean moved {change[1]:+.2f} since step {change[0]}"
       lines.append(line)
     lines.append("")
+    units = _unit_lines(group)
+    lines += units + ([""] if units else [])
     for run in group:  # what config.json alone does not show
       for change in run.get("resumes", []):
         lines.append(f"- {run['config']['variant']}: resumed at step {change['step']} with "
@@ -247,6 +324,9 @@ def make_report(workdir: str | pathlib.Path, order: tuple[str, ...] = ()) -> str
     path = workdir / f"{name}_curves.png"
     plot_experiment(name, group, path)
     parts.append(f"![{name}]({path.name})")
+    units_path = workdir / f"{name}_units.png"
+    if plot_units(name, group, units_path):
+      parts.append(f"![{name}, saturation diagnostics]({units_path.name})")
   text = table(runs) + "\n" + "\n".join(parts) + "\n"
   (workdir / REPORT_FILE).write_text(text)
   return text

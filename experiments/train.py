@@ -137,6 +137,24 @@ def _all_finite(tree: Any) -> jax.Array:
   return jnp.stack(leaves).all()
 
 
+def _unit_noise_key(run_key: jax.Array, step: jax.Array) -> jax.Array:
+  """The key of a run's unit noise at ``step``."""
+  return jax.random.fold_in(jax.random.fold_in(run_key, _NOISE), step)
+
+
+def _flat_statistics(intermediates: Any) -> dict[str, jax.Array]:
+  """Sown unit statistics as ``{"<module>/.../<gate>/<field>": scalar}``.
+
+  Per-step values (a cell under ``nn.RNN`` sows one per step) are averaged.
+  """
+  flat = {}
+  for path, value in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
+    names = [str(part.key) if isinstance(part, jax.tree_util.DictKey) else part.name
+             for part in path if not isinstance(part, jax.tree_util.SequenceKey)]
+    flat["/".join(name for name in names if name != "unit_statistics")] = value.mean()
+  return flat
+
+
 def _weighted_means(per_example: dict[str, jax.Array], weight: jax.Array | None):
   if weight is None:
     return {name: value.mean() for name, value in per_example.items()}
@@ -174,6 +192,7 @@ class Experiment:
     self.train_step = jit(self._train_step)
     self.train_step_traces = 0  # times the step was traced (annealing c must not add any)
     self.evaluate = jit(self._evaluate)
+    self.unit_statistics = jit(self._unit_statistics)  # compiled only if it is called
     self.params_finite = jit(jax.vmap(_all_finite))  # per run
 
   def run_keys(self) -> jax.Array:
@@ -214,7 +233,7 @@ class Experiment:
     batch = self._batch(state, data)
 
     def run_step(params, opt_state, batch, key, diverged_at):
-      noise_key = jax.random.fold_in(jax.random.fold_in(key, _NOISE), step)
+      noise_key = _unit_noise_key(key, step)
 
       def loss_fn(p):
         logits = self.model.apply({"params": p}, batch, c=c, deterministic=False,
@@ -243,6 +262,27 @@ class Experiment:
       metrics["c"] = jnp.broadcast_to(c, state.keys.shape)
     return state._replace(step=step + 1, params=params, opt_state=opt_state,
                           diverged_at=diverged_at), metrics
+
+  def _unit_statistics(self, state: TrainState, data) -> dict[str, jax.Array]:
+    """Each run's saturation diagnostics: the next update's forward pass, its statistics sown.
+
+    The same batch, ``c`` and unit noise as ``train_step`` will use at this step,
+    with the ``"intermediates"`` collection mutable, so that every noisy module sows
+    its :class:`noisy_jax.activations.UnitStatistics`; ``{"<module>/<gate>/<field>":
+    [num_seeds]}``, averaged over the steps of a cell under ``nn.RNN``.
+    """
+    step = state.step
+    c = self.c_schedule(step)
+    batch = self._batch(state, data)
+
+    def run_statistics(params, batch, key):
+      _, sown = self.model.apply({"params": params}, batch, c=c, deterministic=False,
+                                 rngs={"noise": _unit_noise_key(key, step)},
+                                 mutable=["intermediates"])
+      return _flat_statistics(sown.get("intermediates", {}))
+
+    return jax.vmap(run_statistics, in_axes=(0, None if self.shared_data else 0, 0))(
+        state.params, batch, state.keys)
 
   def _evaluate(self, state: TrainState, eval_set) -> dict[str, jax.Array]:
     c = self.c_schedule(state.step)
@@ -285,8 +325,8 @@ def create_experiment(config: ml_collections.ConfigDict,
 
 # Fields the training loop reads and the compiled functions do not: calls of
 # train_and_evaluate that share an Experiment may differ in them.
-LOOP_FIELDS = ("train.num_steps", "train.log_every", "train.eval_every", "checkpoint.every",
-               "checkpoint.max_to_keep")
+LOOP_FIELDS = ("train.num_steps", "train.log_every", "train.eval_every",
+               "train.unit_statistics", "checkpoint.every", "checkpoint.max_to_keep")
 
 
 def _differing_fields(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -411,11 +451,12 @@ class _Run:
 
 # Fields a resumed run may change: the budget, how often it logs, evaluates and saves,
 # the devices, and the step size, clipping and on_nonfinite (to get past a non-finite
-# loss); the paper.* fields are the report's metadata and may change too.
+# loss), and whether it logs the unit statistics; the paper.* fields are the report's
+# metadata and may change too.
 RESUMABLE_CHANGES = ("train.num_steps", "train.log_every", "train.eval_every",
                      "checkpoint.every", "checkpoint.max_to_keep", "num_devices",
                      "optimizer.learning_rate", "optimizer.clip_norm", "optimizer.clip_value",
-                     "train.on_nonfinite")
+                     "train.on_nonfinite", "train.unit_statistics")
 
 
 def _check_resumed_config(config: ml_collections.ConfigDict,
@@ -561,7 +602,11 @@ def _train_loop(config: ml_collections.ConfigDict, experiment: Experiment, state
 
   def evaluate(step):
     result = _fetch(experiment.evaluate(state, eval_set))
-    writer.write_scalars(step, {f"eval/{name}": value for name, value in result.items()})
+    scalars = {f"eval/{name}": value for name, value in result.items()}
+    if config.train.unit_statistics:
+      statistics = _fetch(experiment.unit_statistics(state, data))
+      scalars.update({f"units/{name}": value for name, value in statistics.items()})
+    writer.write_scalars(step, scalars)
     return result
 
   with contextlib.closing(progress):

@@ -8,6 +8,7 @@ from noisy_jax._src.activations import NANIL_SCALES as NANIL_SCALES
 from noisy_jax._src.activations import SIGMOID_UNIT as SIGMOID_UNIT
 from noisy_jax._src.activations import TANH_UNIT as TANH_UNIT
 from noisy_jax._src.activations import UnitNoise as UnitNoise
+from noisy_jax._src.activations import UnitStatistics as UnitStatistics
 from noisy_jax._src.activations import activation as activation
 from noisy_jax._src.activations import hard_sigmoid as hard_sigmoid
 from noisy_jax._src.activations import hard_tanh as hard_tanh
@@ -15,10 +16,13 @@ from noisy_jax._src.activations import linearization as linearization
 from noisy_jax._src.activations import noisy_activation as noisy_activation
 from noisy_jax._src.activations import noisy_hard_sigmoid as noisy_hard_sigmoid
 from noisy_jax._src.activations import noisy_hard_tanh as noisy_hard_tanh
+from noisy_jax._src.activations import noise_std as noise_std
 from noisy_jax._src.activations import p_init as p_init
 from noisy_jax._src.activations import reference_defaults as reference_defaults
+from noisy_jax._src.activations import saturated as saturated
 from noisy_jax._src.activations import saturation as saturation
 from noisy_jax._src.activations import threshold as threshold
+from noisy_jax._src.activations import unit_statistics as unit_statistics
 
 __all__ = (
     "DEFAULT_NANIL_SCALE",
@@ -29,6 +33,7 @@ __all__ = (
     "SIGMOID_UNIT",
     "TANH_UNIT",
     "UnitNoise",
+    "UnitStatistics",
     "activation",
     "hard_sigmoid",
     "hard_tanh",
@@ -36,8 +41,11 @@ __all__ = (
     "noisy_activation",
     "noisy_hard_sigmoid",
     "noisy_hard_tanh",
+    "noise_std",
     "p_init",
     "reference_defaults",
+    "saturated",
     "saturation",
     "threshold",
+    "unit_statistics",
 )

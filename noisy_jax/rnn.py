@@ -11,8 +11,10 @@ from noisy_jax._src.rnn import LSTM_GATES as LSTM_GATES
 from noisy_jax._src.rnn import CellSpec as CellSpec
 from noisy_jax._src.rnn import GRUWeights as GRUWeights
 from noisy_jax._src.rnn import LSTMWeights as LSTMWeights
+from noisy_jax._src.rnn import UnitGroups as UnitGroups
 from noisy_jax._src.rnn import activate as activate
 from noisy_jax._src.rnn import gru_sequence as gru_sequence
+from noisy_jax._src.rnn import group_statistics as group_statistics
 from noisy_jax._src.rnn import gru_step as gru_step
 from noisy_jax._src.rnn import input_projection as input_projection
 from noisy_jax._src.rnn import lstm_sequence as lstm_sequence
@@ -29,8 +31,10 @@ __all__ = (
     "GRU_GATES",
     "LSTMWeights",
     "LSTM_GATES",
+    "UnitGroups",
     "UnitNoise",
     "activate",
+    "group_statistics",
     "gru_sequence",
     "gru_step",
     "input_projection",

@@ -38,10 +38,12 @@ def _mgu_elementwise(static, pre, carry, seeds, small, scales):
   recurrent_bias, p_gates, p_candidate = small
   sigmoid, tanh = noisy_jax.rnn.units(static, scales)
   seeds = (None,) * 2 if seeds is None else seeds
-  forget = noisy_jax.rnn.activate(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy, static)
-  candidate = noisy_jax.rnn.activate(x_candidate + forget * (h_candidate + recurrent_bias), seeds[1],
-                           p_candidate, tanh, static.tanh_noisy, static)
-  return (1.0 - forget) * carry + forget * candidate
+  groups = [noisy_jax.rnn.UnitGroups(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy)]
+  forget = noisy_jax.rnn.activate(*groups[0], static)
+  groups.append(noisy_jax.rnn.UnitGroups(x_candidate + forget * (h_candidate + recurrent_bias),
+                                         seeds[1], p_candidate, tanh, static.tanh_noisy))
+  candidate = noisy_jax.rnn.activate(*groups[1], static)
+  return (1.0 - forget) * carry + forget * candidate, tuple(groups)
 
 
 def _split(x_proj, r):

@@ -27,6 +27,8 @@ import scipy.stats
 from absl import flags
 from flax import traverse_util
 
+import noisy_jax
+import noisy_jax.rnn
 from configs import associative_recall
 from configs import copy as copy_config
 from configs import deep_mlp
@@ -707,6 +709,46 @@ def test_report_plots_and_table(counting_run, mlp_run, runs_dir):
   for name in ("unique_integers", "deep_mlp"):
     png = (runs_dir / f"{name}_curves.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_unit_statistics_are_logged_at_each_evaluation_and_plotted(compiled, counting_run,
+                                                                   tmp_path):
+  base, base_workdir, _ = counting_run
+  config = base.copy_and_resolve_references()
+  config.train.unit_statistics = True  # a loop field: the base config's compiled step serves
+  workdir = tmp_path / "unique_integers" / "units"
+  train.train_and_evaluate(config, workdir, experiment=compiled(base))
+  records = _records(workdir, "units")
+  assert [r["step"] for r in records] == [0, 2, 4]
+  assert not _records(base_workdir, "units")  # off by default
+  for record in records:
+    assert record.keys() - {"step", "split"} == {
+        f"NoisyLSTM_0/{gate}/{field}" for gate in noisy_jax.rnn.LSTM_GATES
+        for field in noisy_jax.activations.UnitStatistics._fields}
+    values = {key: np.asarray(value) for key, value in record.items() if "/" in key}
+    assert all(v.shape == (config.num_seeds,) and np.isfinite(v).all() for v in values.values())
+    assert all(((v >= 0) & (v <= 1)).all() for k, v in values.items() if k.endswith("saturated"))
+  # c = 30 at the start (smoke anneals from 30): the saturated gates get noise.
+  assert max(np.max(records[0][f"NoisyLSTM_0/{gate}/noise_std"])
+             for gate in noisy_jax.rnn.LSTM_GATES) > 0
+  text = report.make_report(workdir.parent)
+  png = (workdir.parent / "unique_integers_units.png").read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+  assert "unique_integers_units.png" in text
+  assert "- smoke: units at step 4 (saturated, mean noise std, spread of p): NoisyLSTM_0/cell" \
+      in text
+
+
+def test_unit_statistics_leave_the_compiled_train_step_unchanged(counting_run):
+  base = counting_run[0]
+  texts = []
+  for flag in (False, True):
+    config = base.copy_and_resolve_references()
+    config.train.unit_statistics = flag
+    experiment = train.create_experiment(config, FAST)
+    state = jax.eval_shape(experiment.init_state, experiment.run_keys())
+    texts.append(experiment.train_step.lower(state, experiment.device_data()).as_text())
+  assert texts[0] == texts[1]
 
 
 def test_runs_record_chance_and_the_report_shows_it(counting_run, mlp_run):

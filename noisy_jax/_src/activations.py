@@ -414,6 +414,138 @@ def _prepare(x, p, unit: UnitNoise):
   return x, p, c, alpha, unit, out_dtype
 
 
+class UnitStatistics(NamedTuple):
+  """What a group of noisy units did in one forward pass: saturation, noise, spread of ``p``.
+
+  The saturation diagnostics (:func:`unit_statistics`): each field a scalar (or
+  an array with the leading axes of a batch of runs). The Flax modules sow one
+  per group of units into the ``"intermediates"`` collection when it is mutable.
+
+  Attributes:
+    saturated: the fraction of the group's pre-activations in saturation,
+      :math:`|x| \\ge x_t` (:func:`threshold`).
+    noise_std: the mean standard deviation :math:`\\sigma` of the noise the
+      units injected (:func:`noise_std`); 0 where no noise was drawn.
+    p_spread: the standard deviation of the learned ``p`` over the group's
+      units (how far Eq. 9's per-unit slopes have moved apart); 0 where no noise
+      was drawn.
+  """
+
+  saturated: jax.Array
+  noise_std: jax.Array
+  p_spread: jax.Array
+
+
+def noise_std(x: jax.typing.ArrayLike, p: jax.typing.ArrayLike, unit: UnitNoise,
+              xi: jax.typing.ArrayLike | None = None) -> jax.Array:
+  r"""The standard deviation :math:`\sigma` of the noise ``unit`` injects at ``x``.
+
+  Output-noise modes (``"nan"``, ``"nah"``): Eq. 9's
+  :math:`\sigma(x) = c\,(g(p\Delta) - 0.5)^2`, the scale of :math:`\epsilon` in
+  Eq. 12. Input-noise modes: the scale of :math:`\xi` added to ``x``: ``c``
+  (``"nani"``, Eq. 14), ``c`` where :math:`|x| \ge x_t` and 0 elsewhere
+  (``"nanis"``, Eq. 15), and NANIL's learned scale (see :func:`noisy_activation`),
+  which for ``nanil_scale="reference"`` depends on the draw ``xi``.
+
+  Args:
+    x: floating-point pre-activation.
+    p: the learned ``p``, broadcasting to ``x``.
+    unit: the unit's :class:`UnitNoise`; ``c=None`` takes the reference default.
+    xi: the standard normal draw of ``x``'s shape; needed only by NANIL's
+      reference scale.
+
+  Returns:
+    :math:`\sigma` per element, of ``x``'s shape, in its compute dtype.
+
+  Raises:
+    ValueError: NANIL's reference scale without ``xi``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import noisy_jax
+    >>> unit = noisy_jax.UnitNoise("hard_tanh", "nan", c=0.5)
+    >>> noisy_jax.activations.noise_std(jnp.array([0.5, 3.0]), 1.0, unit).round(4)
+    Array([0.    , 0.0725], dtype=float32)
+  """
+  x, p, c, _, unit, _ = _prepare(x, p, unit)
+  mode, kind = unit.mode, unit.kind
+  finite_x = jnp.where(jnp.isinf(x), jnp.sign(x) * jnp.finfo(x.dtype).max, x)
+  delta = _activation(finite_x, kind) - _linear(finite_x, kind)
+  if mode in OUTPUT_NOISE_MODES or (mode == "nanil" and unit.nanil_scale == "paper"):
+    return _noise_std(delta, p, c)
+  if mode == "nani":
+    return jnp.broadcast_to(c, x.shape)
+  if mode == "nanis":
+    return jnp.where(saturated(x, kind=kind), c, 0.0)
+  if xi is None:
+    raise ValueError("noise_std of NANIL's reference scale needs the draw. Fix: pass xi=, "
+                     "the standard normal draw the unit used.")
+  return _nanil_std(delta, p, c, jnp.asarray(xi, x.dtype), unit.nanil_scale)
+
+
+def saturated(x: jax.typing.ArrayLike, *, kind: Kind = "hard_tanh") -> jax.Array:
+  r"""Whether each unit is in saturation: :math:`|x| \ge x_t` (:func:`threshold`).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import noisy_jax
+    >>> noisy_jax.activations.saturated(jnp.array([1.5, -2.0, 3.0]), kind="hard_sigmoid")
+    Array([False,  True,  True], dtype=bool)
+  """
+  return jnp.abs(checks.float_array(x)) >= threshold(kind)
+
+
+def unit_statistics(x: jax.typing.ArrayLike, p: jax.typing.ArrayLike, unit: UnitNoise, *,
+                    seed: jax.Array | None = None, noisy: bool = True,
+                    where: jax.typing.ArrayLike | None = None) -> UnitStatistics:
+  """The :class:`UnitStatistics` of one group of units over all elements of ``x``.
+
+  Args:
+    x: the group's pre-activations, ``(..., units)``.
+    p: its learned ``p``, one per unit (broadcasting to ``x``); ``p_spread`` is
+      its standard deviation.
+    unit: its :class:`UnitNoise`.
+    seed: what :func:`noisy_unit` drew the units' noise from: its ``uint32[2]``
+      seed words or the draw itself. Only NANIL's reference scale reads it (its
+      :math:`\\sigma` depends on the draw), and draws the same numbers again.
+    noisy: False for a quiet group, or a pass without noise: ``noise_std`` and
+      ``p_spread`` are then 0.
+    where: optional mask broadcasting to ``x``: only its True elements count
+      (padding steps of a sequence do not).
+
+  Returns:
+    The group's :class:`UnitStatistics`, scalars.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import noisy_jax
+    >>> unit = noisy_jax.UnitNoise("hard_tanh", "nani", c=0.05)
+    >>> stats = noisy_jax.activations.unit_statistics(jnp.array([0.5, 3.0]), 0.0, unit)
+    >>> float(stats.saturated), float(stats.noise_std)
+    (0.5, 0.05000000074505806)
+  """
+  x = checks.float_array(x)
+  weight = jnp.ones(x.shape, jnp.float32)
+  if where is not None:
+    weight = weight * jnp.asarray(where, jnp.float32)
+  count = jnp.maximum(weight.sum(), 1.0)
+  mean = lambda values: (values * weight).sum() / count
+  zero = jnp.zeros((), jnp.float32)
+  if not noisy:
+    return UnitStatistics(mean(saturated(x, kind=unit.kind)), zero, zero)
+  xi = None
+  if unit.mode == "nanil" and unit.nanil_scale == "reference":
+    if seed is None:
+      raise ValueError("unit_statistics of NANIL's reference scale needs the seed. Fix: "
+                       "pass seed=, the seed words (or the draw) the units used.")
+    xi = seed
+    if not jnp.issubdtype(seed.dtype, jnp.floating):  # seed words: draw them again
+      xi = noise.normal_from_seed(seed, x.shape, jnp.promote_types(x.dtype, jnp.float32))
+  std = noise_std(x, p, unit, xi).astype(jnp.float32)
+  return UnitStatistics(mean(saturated(x, kind=unit.kind)), mean(std),
+                        jnp.std(jnp.asarray(p, jnp.float32)))
+
+
 def _materialized_normal(seed, shape, dtype):
   """``noise.normal_from_seed`` as the output of a conditional, which XLA cannot fuse away.
 

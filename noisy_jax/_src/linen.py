@@ -8,7 +8,7 @@ keys from the ``"noise"`` RNG stream and calls the pure functions of
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -167,7 +167,9 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
     cell: a noisy cell, e.g. :class:`NoisyLSTMCell`.
     **kwargs: any other ``flax.linen.RNN`` attribute (``time_major``,
       ``return_carry``, ``reverse``, ``unroll``, ...). A ``split_rngs`` given here
-      is merged, with the noise stream forced to be split.
+      is merged, with the noise stream forced to be split; ``variable_axes``
+      too, where ``{"intermediates": 0}`` (the default) stacks the cell's sown
+      unit statistics over the steps.
 
   Returns:
     A configured ``flax.linen.RNN``.
@@ -183,7 +185,10 @@ def noisy_rnn(cell: nn.RNNCellBase, **kwargs) -> nn.RNN:
   """
   collection = getattr(cell, "rng_collection", "noise")
   split_rngs = {**RNN_SPLIT_RNGS, **dict(kwargs.pop("split_rngs", {})), collection: True}
-  return nn.RNN(cell, split_rngs=split_rngs, **kwargs)
+  # The cell's sown unit statistics, one per step, stacked along a leading axis (a
+  # collection the scan does not list would be dropped).
+  variable_axes = {"intermediates": 0, **dict(kwargs.pop("variable_axes", {}))}
+  return nn.RNN(cell, split_rngs=split_rngs, variable_axes=variable_axes, **kwargs)
 
 
 # flax's Linen cells by class name -> their row of convert.LAYOUTS.
@@ -283,6 +288,20 @@ def _in_features(module) -> int | None:
   if module.has_variable("params", "input_kernel"):
     return module.get_variable("params", "input_kernel").shape[0]
   return None
+
+
+def _with_statistics(module: nn.Module, call: Callable[[bool], Any]) -> Any:
+  """``call(statistics)``'s result, its unit statistics sown when asked for (flax's idiom).
+
+  The saturation diagnostics are computed only when the ``"intermediates"``
+  collection is mutable (``apply(..., mutable=["intermediates"])``), and not while
+  initializing: otherwise ``call(False)`` traces exactly what it did without them.
+  """
+  if module.is_initializing() or not module.is_mutable_collection("intermediates"):
+    return call(False)
+  *result, unit_statistics = call(True)
+  module.sow("intermediates", "unit_statistics", unit_statistics)
+  return result[0] if len(result) == 1 else tuple(result)
 
 
 class _StepKey(nn.Module):
@@ -386,8 +405,9 @@ class _NoisyRNNCell(_NoisyCellBase):
     hidden_features = jax.tree.leaves(carry)[-1].shape[-1]
     inputs, weights = _weights(self, inputs, hidden_features)
     x_proj = rnn.input_projection(inputs, weights.input_kernel, weights.bias)
-    return rnn.step(self._spec, carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
-                    noisy_gates=self.noisy_gates, deterministic=deterministic)
+    return _with_statistics(self, lambda statistics: rnn.step(
+        self._spec, carry, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
+        noisy_gates=self.noisy_gates, deterministic=deterministic, statistics=statistics))
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]):
@@ -561,10 +581,11 @@ class _NoisySequenceBase(_NoiseFields):
     key = _noise_key(self, deterministic or not self.noisy_gates, rng,
                      num_steps=inputs.shape[0 if time_major else 1])
     inputs, weights = _weights(self, inputs, self.features)
-    return rnn.layer_call(
+    return _with_statistics(self, lambda statistics: rnn.layer_call(
         self, inputs, weights, key, sigmoid=sigmoid, tanh=tanh, deterministic=deterministic,
         time_major=time_major, initial_carry=initial_carry, seq_lengths=seq_lengths,
-        return_carry=return_carry, reverse=reverse, keep_order=keep_order)
+        return_carry=return_carry, reverse=reverse, keep_order=keep_order,
+        statistics=statistics))
 
 
 class NoisyLSTM(_NoisySequenceBase):
@@ -780,12 +801,11 @@ class NTMCell(_NoisyCellBase):
     leaves, treedef = jax.tree.flatten(params)
     inputs, *leaves = promote_dtype(inputs, *leaves, dtype=self.dtype)
     params = jax.tree.unflatten(treedef, leaves)
-    return ntm.ntm_step(
+    return _with_statistics(self, lambda statistics: ntm.ntm_step(
         carry, inputs, ntm.assemble_weights(self.controller, params), key,
         controller=self.controller, shift_range=self.shift_range, sigmoid=sigmoid,
         tanh=tanh, noisy_gates=self.noisy_gates, clip_value=self.clip_value,
-        deterministic=deterministic,
-    )
+        deterministic=deterministic, statistics=statistics))
 
   @nn.nowrap
   def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> ntm.NTMState:

@@ -198,18 +198,28 @@ def _noisy_unit(x, key, p, unit: activations.UnitNoise, deterministic: bool):
                                 materialize=True)
 
 
+def _unit_statistics(x, key, p, unit: activations.UnitNoise, noisy: bool,
+                     deterministic: bool) -> activations.UnitStatistics:
+  """The statistics of a unit drawn by :func:`_noisy_unit` (or plain, if not ``noisy``)."""
+  drawn = noisy and not deterministic
+  # The unit's own seed words again (NANIL's scale reads its draw): the key's second
+  # use is on purpose, hence the clone.
+  seed = noise.seed_words(jax.random.clone(key)) if drawn else None
+  return activations.unit_statistics(x, p, unit, noisy=drawn, seed=seed)
+
+
 # The controllers. A step maps (state, x, weights, key) to (new_state, hidden), both
 # clipped; it sees only its own gates in noisy_gates.
 
 
 def _lstm_step(state, x, weights: rnn.LSTMWeights, key, *, sigmoid, tanh, noisy_gates,
-               deterministic, clip_value):
+               deterministic, clip_value, statistics):
   x_proj = rnn.input_projection(x, weights.input_kernel, weights.bias)
-  (c, h), _ = rnn.lstm_step(state, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh,
-                            noisy_gates=noisy_gates, deterministic=deterministic,
-                            remat=False)
+  (c, h), *rest = rnn.lstm_step(
+      state, x_proj, weights, key, sigmoid=sigmoid, tanh=tanh, noisy_gates=noisy_gates,
+      deterministic=deterministic, remat=False, statistics=statistics)
   new_state = (_clip(c, clip_value), _clip(h, clip_value))
-  return new_state, new_state[1]
+  return new_state, new_state[1], rest[1] if statistics else {}
 
 
 def _lstm_initializers(kernel_init, recurrent_kernel_init, bias_init, p_init):
@@ -219,14 +229,19 @@ def _lstm_initializers(kernel_init, recurrent_kernel_init, bias_init, p_init):
 
 
 def _feedforward_step(state, x, weights: FeedForwardWeights, key, *, sigmoid, tanh,
-                      noisy_gates, deterministic, clip_value):
+                      noisy_gates, deterministic, clip_value, statistics):
   del state, sigmoid  # stateless; its one layer is a tanh unit
   z = jnp.dot(x, weights.kernel) + weights.bias
-  if "hidden" not in noisy_gates:
+  noisy = "hidden" in noisy_gates
+  if not noisy:
     hidden = activations.activation(z, kind=tanh.kind)
   else:
     hidden = _noisy_unit(z, key, weights.p, tanh, deterministic)
-  return (), _clip(hidden, clip_value)
+  unit_statistics = {}
+  if statistics:
+    unit_statistics["hidden"] = _unit_statistics(z, key, weights.p, tanh, noisy,
+                                                 deterministic)
+  return (), _clip(hidden, clip_value), unit_statistics
 
 
 class ControllerSpec(NamedTuple):
@@ -243,9 +258,12 @@ class ControllerSpec(NamedTuple):
     state_parts: names of its state's arrays, each ``(..., H)`` and zero in a
       fresh state; ``()`` for a stateless controller.
     step: ``(state, x, weights, key, *, sigmoid, tanh, noisy_gates, deterministic,
-      clip_value) -> (new_state, hidden)``, both clipped to ``clip_value``. It runs
-      inside :func:`ntm_step`'s checkpoint, so its noisy units have no remat of
-      their own (``rnn.lstm_step(..., remat=False)``, :func:`activations.noisy_unit`).
+      clip_value, statistics) -> (new_state, hidden, unit_statistics)``, the first
+      two clipped to ``clip_value``; ``unit_statistics`` maps each of its gates
+      to its :class:`~noisy_jax.activations.UnitStatistics` with ``statistics``,
+      and is ``{}`` without. It runs inside :func:`ntm_step`'s checkpoint, so its
+      noisy units have no remat of their own (``rnn.lstm_step(..., remat=False)``,
+      :func:`activations.noisy_unit`).
   """
 
   name: str
@@ -488,19 +506,24 @@ def _flatten_heads(reads, batch_shape):
 
 
 def _controller_step(spec: ControllerSpec, state, inputs, reads, weights, key, *,
-                     sigmoid, tanh, noisy_gates, deterministic, clip_value):
+                     sigmoid, tanh, noisy_gates, deterministic, clip_value, statistics):
   """The controller on ``[x_t, r_{t-1}]`` (clipped): its new state and output ``h_t``."""
   controller_in = jnp.concatenate([inputs, _flatten_heads(reads, inputs.shape[:-1])],
                                   axis=-1)
   return spec.step(
       state, _clip(controller_in, clip_value), spec.weights_type(*weights), key,
       sigmoid=sigmoid, tanh=tanh, noisy_gates=tuple(g for g in noisy_gates if g in spec.gates),
-      deterministic=deterministic, clip_value=clip_value)
+      deterministic=deterministic, clip_value=clip_value, statistics=statistics)
 
 
 def _head_params(hidden, weights: NTMWeights, gate_key, erase_key, *, shift_range, sigmoid,
-                 noisy_gates, deterministic, clip_value) -> HeadParams:
-  """The controller's output ``h_t`` parsed into every head's parameters."""
+                 noisy_gates, deterministic, clip_value, statistics):
+  """The controller's output ``h_t`` parsed into every head's parameters.
+
+  Returns:
+    The :class:`HeadParams`, and the statistics of the two gates (``{}`` without
+    ``statistics``).
+  """
   num_read_heads, _ = jnp.shape(weights.initial_read_logits)
   num_write_heads, memory_width = jnp.shape(weights.p_erase)
   layout = head_layout(memory_width, num_read_heads, num_write_heads, shift_range)
@@ -508,17 +531,23 @@ def _head_params(hidden, weights: NTMWeights, gate_key, erase_key, *, shift_rang
   split_points = list(itertools.accumulate(math.prod(shape) for shape in layout))[:-1]
   raw = HeadParams(*(piece.reshape(hidden.shape[:-1] + shape) for piece, shape in
                      zip(jnp.split(params, split_points, axis=-1), layout)))
-  return HeadParams(
+  gates = {"interpolation": (raw.interpolation_gate, gate_key, weights.p_gate),
+           "erase": (raw.erase, erase_key, weights.p_erase)}
+  activated = {name: _gate(x, key, p, sigmoid, name in noisy_gates, deterministic)
+               for name, (x, key, p) in gates.items()}
+  head = HeadParams(
       content_key=jnp.tanh(raw.content_key),
       key_strength=jax.nn.softplus(raw.key_strength),
-      interpolation_gate=_gate(raw.interpolation_gate, gate_key, weights.p_gate, sigmoid,
-                               "interpolation" in noisy_gates, deterministic),
+      interpolation_gate=activated["interpolation"],
       shift_weighting=jax.nn.softmax(raw.shift_weighting, axis=-1),
       sharpening=1.0 + jax.nn.softplus(raw.sharpening),
-      erase=_gate(raw.erase, erase_key, weights.p_erase, sigmoid, "erase" in noisy_gates,
-                  deterministic),
+      erase=activated["erase"],
       add=jnp.tanh(raw.add),
   )
+  if not statistics:
+    return head, {}
+  return head, {name: _unit_statistics(x, key, p, sigmoid, name in noisy_gates, deterministic)
+                for name, (x, key, p) in gates.items()}
 
 
 def _address(memory, prev_weighting, head: HeadParams):
@@ -549,7 +578,8 @@ def ntm_step(
     noisy_gates: Sequence[str] | None = None,
     clip_value: float | None = CLIP_VALUE,
     deterministic: bool = False,
-) -> tuple[NTMState, jax.Array]:
+    statistics: bool = False,
+):
   r"""One step of a Neural Turing Machine whose controller and gates are noisy units.
 
   .. math::
@@ -589,11 +619,15 @@ def ntm_step(
     clip_value: clip of the controller's input, state and output and of the
       heads' parameters (Collier and Beel, 2018); ``None`` disables it.
     deterministic: replace the noise by its expectation (Gulcehre et al., Eq. 13).
+    statistics: also return the saturation diagnostics of the step: a dict from
+      each gate of :func:`gate_names` (the controller's, then ``"interpolation"``
+      and ``"erase"``) to its :class:`~noisy_jax.activations.UnitStatistics`.
 
   Returns:
     ``(new_state, output)``, with ``output`` the controller's output and the new
     read vectors concatenated, ``(..., H + R M)``; a task's output layer (e.g. a
-    ``Dense`` and a sigmoid) goes on top.
+    ``Dense`` and a sigmoid) goes on top. With ``statistics``,
+    ``(new_state, output, statistics)``.
 
   Raises:
     ValueError: unknown ``controller`` or gate names, a state that does not fit
@@ -657,26 +691,30 @@ def ntm_step(
     """The controller and the heads' parameters: every noisy unit of the step."""
     units = (sigmoid._replace(c=scales[0], alpha=scales[1]),
              tanh._replace(c=scales[2], alpha=scales[3]))
-    controller_state, hidden = _controller_step(
+    controller_state, hidden, controller_statistics = _controller_step(
         spec, controller_state, inputs, reads, weights.controller, keys[0],
         sigmoid=units[0], tanh=units[1], noisy_gates=noisy_gates,
-        deterministic=deterministic, clip_value=clip_value)
-    head = _head_params(hidden, weights, keys[1], keys[2], shift_range=shift_range,
-                        sigmoid=units[0], noisy_gates=noisy_gates,
-                        deterministic=deterministic, clip_value=clip_value)
-    return controller_state, hidden, head
+        deterministic=deterministic, clip_value=clip_value, statistics=statistics)
+    head, head_statistics = _head_params(
+        hidden, weights, keys[1], keys[2], shift_range=shift_range, sigmoid=units[0],
+        noisy_gates=noisy_gates, deterministic=deterministic, clip_value=clip_value,
+        statistics=statistics)
+    return controller_state, hidden, head, {**controller_statistics, **head_statistics}
 
   if not deterministic:
     # One checkpoint per step, around all its noise: a gradient draws every unit's
     # noise once more instead of storing it, and keeps the matmuls' outputs.
     noisy_part = jax.checkpoint(
         noisy_part, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-  controller_state, hidden, head = noisy_part(
+  controller_state, hidden, head, unit_statistics = noisy_part(
       state.controller, inputs, reads, weights, (controller_key, gate_key, erase_key),
       (sigmoid.c, sigmoid.alpha, tanh.c, tanh.alpha))
   weighting = _address(state.memory, prev_weighting, head)
   new_reads, read_weighting, write_weighting, memory = _update_memory(
       state.memory, weighting, head, jnp.shape(weights.initial_reads)[0])
   output = jnp.concatenate([hidden, _flatten_heads(new_reads, inputs.shape[:-1])], axis=-1)
-  return NTMState(controller_state, memory, new_reads, read_weighting, write_weighting,
-                  state.step + 1), output
+  new_state = NTMState(controller_state, memory, new_reads, read_weighting, write_weighting,
+                       state.step + 1)
+  if statistics:
+    return new_state, output, unit_statistics
+  return new_state, output

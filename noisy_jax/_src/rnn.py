@@ -86,6 +86,22 @@ class _Static(NamedTuple):
   # A single step (in a caller's loop, under remat): each draw made once, in a
   # kernel of its own, for its several consumers in the backward pass.
   materialize_noise: bool = False
+  # Also compute the units' UnitStatistics (a monitoring pass; off in training).
+  statistics: bool = False
+
+
+class UnitGroups(NamedTuple):
+  """What one noisy call of an elementwise step read: the statistics' raw material.
+
+  One per :func:`activate` call, in stream order; ``x`` holds ``len(noisy)``
+  equal column blocks, one per unit group.
+  """
+
+  x: jax.Array
+  seed: Any  # the call's seed words, its draw, or None
+  p: jax.Array
+  unit: UnitNoise
+  noisy: tuple[bool, ...]
 
 
 class CellSpec(NamedTuple):
@@ -117,11 +133,14 @@ class CellSpec(NamedTuple):
     load: ``(row, extra) -> pre``, the inverse of ``store``.
     kernel_grad: ``(h_prev, d_rows, d_extras, x_axes) -> d_recurrent_kernel`` from
       the stacked previous outputs and the cotangents of the rows and extras.
-    elementwise: ``(static, pre, carry, seeds, small, scales) -> new_carry``, where
-      ``seeds`` is None (nothing is drawn) or holds one entry per stream: the
-      ``(num_streams, 2)`` seed words of the step's split keys
+    elementwise: ``(static, pre, carry, seeds, small, scales) -> (new_carry,
+      groups)``, where ``seeds`` is None (nothing is drawn) or holds one entry per
+      stream: the ``(num_streams, 2)`` seed words of the step's split keys
       (:func:`noise.stream_seeds`), or, in the scan's backward pass, the draws
-      themselves. Stream ``i`` is drawn by :func:`activate` from ``seeds[i]``.
+      themselves. Stream ``i`` is drawn by :func:`activate` from ``seeds[i]``;
+      ``groups`` holds the :class:`UnitGroups` of each call, in stream order,
+      whose column blocks are the gates ``sigmoid_gates + tanh_gates`` in turn
+      (they only name values the step computes anyway).
   """
 
   name: str
@@ -162,6 +181,35 @@ def activate(x, seed, p, unit: UnitNoise, noisy: tuple[bool, ...], static: _Stat
   return jnp.where(mask, y, activations.activation(x, kind=unit.kind))
 
 
+def group_statistics(spec: CellSpec, static: _Static, groups: Sequence[UnitGroups],
+                     where: jax.Array | None = None) -> dict[str, activations.UnitStatistics]:
+  """The :class:`~noisy_jax.activations.UnitStatistics` of every gate of one step, by name.
+
+  ``groups`` is the second output of ``spec.elementwise``; its column blocks are the
+  gates ``spec.sigmoid_gates + spec.tanh_gates`` in turn. A call's draw spans all
+  its blocks, so NANIL's reference scale (whose :math:`\\sigma` reads the draw)
+  draws it again whole from the seed words, and each block reads its columns.
+  """
+  names = iter(spec.sigmoid_gates + spec.tanh_gates)
+  statistics = {}
+  for group in groups:
+    blocks = len(group.noisy)
+    drawn = any(group.noisy) and not static.deterministic and group.seed is not None
+    seed = group.seed if drawn else None
+    if (drawn and group.unit.mode == "nanil" and group.unit.nanil_scale == "reference"
+        and not jnp.issubdtype(seed.dtype, jnp.floating)):
+      seed = noise.normal_from_seed(seed, group.x.shape,
+                                    jnp.promote_types(group.x.dtype, jnp.float32))
+    split = lambda a: jnp.split(a, blocks, axis=-1)
+    p = jnp.broadcast_to(group.p, group.x.shape[-1:])
+    is_draw = seed is not None and jnp.issubdtype(seed.dtype, jnp.floating)
+    draws = split(seed) if is_draw else [seed] * blocks
+    for noisy, x, p_block, draw in zip(group.noisy, split(group.x), split(p), draws):
+      statistics[next(names)] = activations.unit_statistics(
+          x, p_block, group.unit, seed=draw, noisy=noisy and drawn, where=where)
+  return statistics
+
+
 def units(static: _Static, scales):
   """The resolved sigmoid and tanh units: the static settings with ``(c, alpha)``."""
   c_sig, alpha_sig, c_tanh, alpha_tanh = scales
@@ -176,14 +224,14 @@ def _lstm_elementwise(static: _Static, pre, carry, seeds, small, scales):
   sigmoid, tanh = units(static, scales)
   hidden = cell.shape[-1]
   seeds = (None,) * 3 if seeds is None else seeds
-  gates = activate(z[..., : 3 * hidden], seeds[0], p_gates, sigmoid, static.sigmoid_noisy,
-                   static)
-  candidate = activate(z[..., 3 * hidden:], seeds[1], p_candidate, tanh,
-                       static.tanh_noisy[:1], static)
+  groups = [UnitGroups(z[..., : 3 * hidden], seeds[0], p_gates, sigmoid, static.sigmoid_noisy),
+            UnitGroups(z[..., 3 * hidden:], seeds[1], p_candidate, tanh, static.tanh_noisy[:1])]
+  gates, candidate = (activate(*group, static) for group in groups)
   input_gate, forget_gate, output_gate = jnp.split(gates, 3, axis=-1)
   new_cell = forget_gate * cell + input_gate * candidate
-  squashed = activate(new_cell, seeds[2], p_cell, tanh, static.tanh_noisy[1:], static)
-  return new_cell, output_gate * squashed
+  groups.append(UnitGroups(new_cell, seeds[2], p_cell, tanh, static.tanh_noisy[1:]))
+  squashed = activate(*groups[-1], static)
+  return (new_cell, output_gate * squashed), tuple(groups)
 
 
 def _gru_elementwise(static: _Static, pre, carry, seeds, small, scales):
@@ -192,11 +240,12 @@ def _gru_elementwise(static: _Static, pre, carry, seeds, small, scales):
   recurrent_bias, p_gates, p_candidate = small
   sigmoid, tanh = units(static, scales)
   seeds = (None,) * 2 if seeds is None else seeds
-  gates = activate(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy, static)
-  reset, update = jnp.split(gates, 2, axis=-1)
-  candidate = activate(x_candidate + reset * (h_candidate + recurrent_bias), seeds[1],
-                       p_candidate, tanh, static.tanh_noisy, static)
-  return (1.0 - update) * candidate + update * carry
+  groups = [UnitGroups(gate_pre, seeds[0], p_gates, sigmoid, static.sigmoid_noisy)]
+  reset, update = jnp.split(activate(*groups[0], static), 2, axis=-1)
+  groups.append(UnitGroups(x_candidate + reset * (h_candidate + recurrent_bias), seeds[1],
+                           p_candidate, tanh, static.tanh_noisy))
+  candidate = activate(*groups[1], static)
+  return (1.0 - update) * candidate + update * carry, tuple(groups)
 
 
 def _gru_split(x_proj, r):
@@ -430,7 +479,11 @@ def _scales(spec: CellSpec, sigmoid: UnitNoise, tanh: UnitNoise, batch_shape, hi
 
 
 def _elementwise(spec: CellSpec, static: _Static, pre, carry, seeds, small, scales):
-  return spec.elementwise(static, pre, carry, seeds, small, scales)
+  """The new carry, and with ``static.statistics`` also the step's unit statistics."""
+  new_carry, groups = spec.elementwise(static, pre, carry, seeds, small, scales)
+  if not static.statistics:
+    return new_carry
+  return new_carry, group_statistics(spec, static, groups)
 
 
 # For a single step under autodiff: jax.checkpoint makes the backward pass recompute
@@ -477,7 +530,7 @@ def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights
          key: jax.Array | None = None, *,
          sigmoid: UnitNoise = SIGMOID_UNIT, tanh: UnitNoise = TANH_UNIT,
          noisy_gates: Sequence[str] | None = None, deterministic: bool = False,
-         remat: bool = True):
+         remat: bool = True, statistics: bool = False):
   """One step of any cell of :data:`CELLS`; see :func:`lstm_step` and :func:`gru_step`."""
   spec = cell_spec(cell)
   weights = spec.weights_type(*weights)
@@ -487,7 +540,7 @@ def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights
   noisy_gates = checks.gate_names(spec.gates if noisy_gates is None else noisy_gates,
                                   spec.gates)
   static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)._replace(
-      materialize_noise=True)
+      materialize_noise=True, statistics=bool(statistics))
   key = checks.noise_key(key, static.deterministic or not noisy_gates, "the noisy cell")
   r = jnp.dot(_hidden(spec, carry), recurrent_kernel)
   # Only what the elementwise part reads is kept for the backward pass, not the
@@ -499,6 +552,9 @@ def step(cell: str | CellSpec, carry: Any, x_proj: jax.typing.ArrayLike, weights
   # values for the backward pass, as flax's cells do.
   elementwise = _step_elementwise if remat and seeds is not None else _elementwise
   new_carry = elementwise(spec, static, pre, carry, seeds, spec.small(weights), scales)
+  if statistics:
+    new_carry, unit_statistics = new_carry
+    return new_carry, _hidden(spec, new_carry), unit_statistics
   return new_carry, _hidden(spec, new_carry)
 
 
@@ -531,9 +587,12 @@ lstm_step = _for_cell(step, LSTM, "lstm_step", r"""One step of the noisy LSTM (e
       so that a gradient draws the noise once more instead of storing it and the
       gate values. Pass False only inside a checkpoint of your own (as the NTM
       does). Without noise there is no remat: the gate values are kept.
+    statistics: also return the saturation diagnostics of this step: a dict
+      from gate name to :class:`~noisy_jax.activations.UnitStatistics`.
 
   Returns:
-    ``((cell_t, hidden_t), hidden_t)``, the new carry and the output.
+    ``((cell_t, hidden_t), hidden_t)``, the new carry and the output; with
+    ``statistics``, ``((cell_t, hidden_t), hidden_t, statistics)``.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -574,9 +633,11 @@ gru_step = _for_cell(step, GRU, "gru_step", r"""One step of the noisy GRU (every
       is noisy; the others use the plain activation ``kind``.
     deterministic: replace the noise by its expectation (Eq. 13).
     remat: see :func:`lstm_step`.
+    statistics: see :func:`lstm_step`.
 
   Returns:
-    ``(hidden_t, hidden_t)``, the new carry and the output.
+    ``(hidden_t, hidden_t)``, the new carry and the output (and the statistics,
+    with ``statistics``).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -604,14 +665,22 @@ class _Scan(NamedTuple):
 
 
 def _masked_step(scan: _Scan, pre, carry, seeds, valid, small, scales):
-  """One step's elementwise part, masked: ``(new_carry, y)``."""
-  new_carry = scan.spec.elementwise(scan.static, pre, carry, seeds, small, scales)
+  """One step's elementwise part, masked: ``(new_carry, (y, statistics))``.
+
+  ``statistics`` is None unless ``scan.static.statistics``; then it is the step's
+  :func:`group_statistics` over its valid sequences and their number.
+  """
+  new_carry, groups = scan.spec.elementwise(scan.static, pre, carry, seeds, small, scales)
+  statistics = None
+  if scan.static.statistics:
+    count = jnp.ones(()) if valid is None else valid.sum(dtype=jnp.float32)
+    statistics = (group_statistics(scan.spec, scan.static, groups, valid), count)
   y = _hidden(scan.spec, new_carry)
   if valid is not None:
     # Past its length a sequence keeps its carry and outputs zeros.
     new_carry = jax.tree.map(lambda new, old: jnp.where(valid, new, old), new_carry, carry)
     y = jnp.where(valid, y, jnp.zeros_like(y))
-  return new_carry, y
+  return new_carry, (y, statistics)
 
 
 def _row(scan: _Scan, buffer, t):
@@ -660,17 +729,17 @@ def _recurrence_fwd(scan, recurrent_kernel, small, scales, x_proj, seeds, valid,
     carry, x_proj_t, buffer = state
     t, seeds_t, valid_t = inputs
     pre = scan.spec.split(x_proj_t, jnp.dot(_hidden(scan.spec, carry), recurrent_kernel))
-    new_carry, y = _masked_step(scan, pre, carry, seeds_t, valid_t, small, scales)
+    new_carry, outputs = _masked_step(scan, pre, carry, seeds_t, valid_t, small, scales)
     row, extra = scan.spec.store(pre)
     buffer, x_proj_next = _overwrite_and_prefetch(buffer, row, t, jnp.minimum(t + 1, last),
                                                   scan.time_axis)
-    return (new_carry, x_proj_next, buffer), (y, carry, extra)
+    return (new_carry, x_proj_next, buffer), (outputs, carry, extra)
 
-  (carry, _, buffer), (ys, carries, extras) = jax.lax.scan(
+  (carry, _, buffer), (outputs, carries, extras) = jax.lax.scan(
       body, (carry, _row(scan, x_proj, 0), x_proj), (jnp.arange(last + 1), seeds, valid),
       unroll=scan.unroll)
   residuals = (recurrent_kernel, small, scales, seeds, valid, buffer, carries, extras)
-  return (carry, ys), residuals
+  return (carry, outputs), residuals
 
 
 def _draws(spec: CellSpec, seeds, carries):
@@ -687,7 +756,9 @@ def _draws(spec: CellSpec, seeds, carries):
 
 def _recurrence_bwd(scan, residuals, cotangents):
   recurrent_kernel, small, scales, seeds, valid, buffer, carries, extras = residuals
-  d_carry, d_ys = cotangents
+  d_carry, (d_ys, _) = cotangents  # the statistics are not differentiated
+  # The backward steps recompute no statistics.
+  scan = scan._replace(static=scan.static._replace(statistics=False))
   last = buffer.shape[scan.time_axis] - 1
   # The forward steps' noise drawn again, all steps at once, before the loop: a
   # step's several cotangent computations then read its draw from memory.
@@ -699,7 +770,7 @@ def _recurrence_bwd(scan, residuals, cotangents):
     step_fn = lambda pre, carry, small: _masked_step(scan, pre, carry, draws_t, valid_t,
                                                      *small)
     _, vjp = jax.vjp(step_fn, scan.spec.load(row, extra), carry, (small, scales))
-    d_pre, d_carry_prev, d_small_t = vjp((d_carry, d_y))
+    d_pre, d_carry_prev, d_small_t = vjp((d_carry, (d_y, None)))
     d_x_proj, d_r = scan.spec.split_transpose(d_pre)
     d_carry_prev = _add_to_hidden(scan.spec, d_carry_prev, jnp.dot(d_r, recurrent_kernel.T))
     # Each step's cotangent overwrites the pre-activations it was computed from.
@@ -775,6 +846,7 @@ def sequence(
     tanh: UnitNoise = TANH_UNIT,
     noisy_gates: Sequence[str] | None = None,
     deterministic: bool = False,
+    statistics: bool = False,
 ):
   """Any cell of :data:`CELLS` over a whole sequence; see :func:`lstm_sequence`."""
   spec = cell_spec(cell)
@@ -783,7 +855,8 @@ def sequence(
   inputs = checks.sequence_input(inputs, jnp.shape(weights.input_kernel)[0])
   noisy_gates = checks.gate_names(spec.gates if noisy_gates is None else noisy_gates,
                                   spec.gates)
-  static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)
+  static = _static(spec, sigmoid, tanh, noisy_gates, deterministic)._replace(
+      statistics=bool(statistics))
   key = checks.noise_key(key, static.deterministic or not noisy_gates, "the noisy cell")
   time_axis = 0 if time_major else 1
   num_steps, batch = inputs.shape[time_axis], inputs.shape[1 - time_axis]
@@ -807,13 +880,21 @@ def sequence(
     # masked carry, the output), into each of which XLA would fuse a generator.
     static = static._replace(materialize_noise=True)
   scan = _Scan(spec, static, unroll, time_axis)
-  carry, ys = _recurrence(scan, weights.recurrent_kernel, spec.small(weights), scales, x_proj,
-                          seeds, valid, initial_carry)
+  carry, (ys, per_step) = _recurrence(scan, weights.recurrent_kernel, spec.small(weights),
+                                      scales, x_proj, seeds, valid, initial_carry)
   if not time_major:
     ys = jnp.swapaxes(ys, 0, 1)
   if reverse and keep_order:
     ys = _flip(ys, seq_lengths, time_axis)
+  if statistics:
+    return carry, ys, _over_steps(*per_step)
   return carry, ys
+
+
+def _over_steps(per_step, counts):
+  """The steps' statistics ``(T,)`` as one, each step weighted by its valid sequences."""
+  total = jnp.maximum(counts.sum(), 1.0)
+  return jax.tree.map(lambda values: (values * counts).sum() / total, per_step)
 
 
 lstm_sequence = _for_cell(sequence, LSTM, "lstm_sequence", r"""Runs the noisy LSTM of :func:`lstm_step` over a whole sequence.
@@ -845,10 +926,15 @@ lstm_sequence = _for_cell(sequence, LSTM, "lstm_sequence", r"""Runs the noisy LS
     tanh: :class:`~noisy_jax.UnitNoise` of the tanh units.
     noisy_gates: see :func:`lstm_step`.
     deterministic: replace the noise by its expectation (Eq. 13).
+    statistics: also return the saturation diagnostics of the whole call: a
+      dict from gate name to :class:`~noisy_jax.activations.UnitStatistics`,
+      averaged over every valid step and sequence. Computed in the same forward
+      scan; the backward pass is unchanged and ignores them. Off (the default),
+      nothing of them is traced.
 
   Returns:
     ``((cell_T, hidden_T), outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)``
-    time-major).
+    time-major); with ``statistics``, ``((cell_T, hidden_T), outputs, statistics)``.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -883,9 +969,11 @@ gru_sequence = _for_cell(sequence, GRU, "gru_sequence", r"""Runs the noisy GRU o
     tanh: :class:`~noisy_jax.UnitNoise` of the candidate.
     noisy_gates: see :func:`gru_step`.
     deterministic: replace the noise by its expectation (Eq. 13).
+    statistics: see :func:`lstm_sequence`.
 
   Returns:
-    ``(hidden_T, outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)`` time-major).
+    ``(hidden_T, outputs)`` with outputs ``(B, T, H)`` (``(T, B, H)`` time-major),
+    and the statistics with ``statistics``.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -902,17 +990,21 @@ gru_sequence = _for_cell(sequence, GRU, "gru_sequence", r"""Runs the noisy GRU o
 def layer_call(layer: Any, inputs: jax.Array, weights, key: jax.Array | None, *,
                sigmoid: UnitNoise, tanh: UnitNoise, deterministic: bool, time_major: bool,
                initial_carry=None, seq_lengths=None, return_carry: bool | None = None,
-               reverse: bool | None = None, keep_order: bool | None = None):
+               reverse: bool | None = None, keep_order: bool | None = None,
+               statistics: bool = False):
   """A Flax layer's whole-sequence call, once its inputs, weights and key are ready.
 
   ``layer`` is a Linen or NNX layer (its ``_spec``, ``noisy_gates``, ``unroll`` and
   the defaults of the per-call options are read); a per-call option that is None
-  takes the layer's attribute of the same name.
+  takes the layer's attribute of the same name. With ``statistics``, returns
+  ``(result, statistics)`` (see :func:`sequence`).
   """
   pick = lambda value, name: getattr(layer, name) if value is None else value
-  carry, outputs = sequence(
+  carry, outputs, *unit_statistics = sequence(
       layer._spec, inputs, weights, key, initial_carry=initial_carry,
       seq_lengths=seq_lengths, reverse=pick(reverse, "reverse"),
       keep_order=pick(keep_order, "keep_order"), time_major=time_major, unroll=layer.unroll,
-      sigmoid=sigmoid, tanh=tanh, noisy_gates=layer.noisy_gates, deterministic=deterministic)
-  return (carry, outputs) if pick(return_carry, "return_carry") else outputs
+      sigmoid=sigmoid, tanh=tanh, noisy_gates=layer.noisy_gates, deterministic=deterministic,
+      statistics=statistics)
+  result = (carry, outputs) if pick(return_carry, "return_carry") else outputs
+  return (result, *unit_statistics) if statistics else result
