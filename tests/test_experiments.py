@@ -728,15 +728,27 @@ def test_unit_statistics_are_logged_at_each_evaluation_and_plotted(compiled, cou
     values = {key: np.asarray(value) for key, value in record.items() if "/" in key}
     assert all(v.shape == (config.num_seeds,) and np.isfinite(v).all() for v in values.values())
     assert all(((v >= 0) & (v <= 1)).all() for k, v in values.items() if k.endswith("saturated"))
-  # c = 30 at the start (smoke anneals from 30): the saturated gates get noise.
-  assert max(np.max(records[0][f"NoisyLSTM_0/{gate}/noise_std"])
-             for gate in noisy_jax.rnn.LSTM_GATES) > 0
+  # The smoke model's small initial weights keep every unit out of saturation, so NAN
+  # adds no noise (Eq. 9: sigma is 0 where h(x) = u(x)); with its weights scaled up, the
+  # same step's units saturate and get noise (c = 30 at step 0: smoke anneals from 30).
+  experiment = compiled(base)
+  state = experiment.init_state(experiment.run_keys())
+  for scale, saturating in ((1.0, False), (20.0, True)):
+    scaled = state._replace(params=jax.tree.map(lambda w, s=scale: s * w, state.params))
+    units = jax.device_get(experiment.unit_statistics(scaled, experiment.device_data()))
+    for gate in noisy_jax.rnn.LSTM_GATES:
+      saturated = units[f"NoisyLSTM_0/{gate}/saturated"]
+      noise_std = units[f"NoisyLSTM_0/{gate}/noise_std"]
+      np.testing.assert_array_equal(noise_std > 0, saturated > 0, err_msg=gate)
+    assert (max(units[f"NoisyLSTM_0/{gate}/noise_std"].min()
+                for gate in noisy_jax.rnn.LSTM_GATES) > 0) == saturating
+  np.testing.assert_array_equal(records[0]["NoisyLSTM_0/cell/noise_std"], 0.0)
   text = report.make_report(workdir.parent)
   png = (workdir.parent / "unique_integers_units.png").read_bytes()
   assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
   assert "unique_integers_units.png" in text
-  assert "- smoke: units at step 4 (saturated, mean noise std, spread of p): NoisyLSTM_0/cell" \
-      in text
+  assert ("- smoke: units at step 4 (saturated, mean noise std, spread of p): "
+          "NoisyLSTM_0/candidate 0.0% 0 ") in text
 
 
 def test_unit_statistics_leave_the_compiled_train_step_unchanged(counting_run):
