@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import noisy_jax
 import noisy_jax.nn
@@ -276,3 +277,32 @@ def test_the_defaults_inject_noise_where_units_saturate_and_paper_nanil_barely_d
            for scale in ("reference", "paper")}
   for gate in defaults:
     assert nanil["reference"][gate].noise_std > 20 * nanil["paper"][gate].noise_std, gate
+
+
+@pytest.mark.skipif(not hasattr(nnx, "capture"), reason="nnx.capture is newer than this flax")
+@pytest.mark.parametrize("cls", ["lstm_layer", "gru_layer"])
+def test_nnx_layers_sow_the_linen_statistics_under_capture_only(cls, monkeypatch):
+  params = _helpers.random_params(_helpers.shapes_of(cls, D, H), seed=5, scale=3.0)
+  model = _helpers.load_params(
+      _helpers.nnx_module(cls, D, H, rngs=nnx.Rngs(params=0), zero_init=True), params)
+  xs = _helpers.inputs((B, T, D), scale=2.0)
+  keys = jax.random.split(jax.random.key(6), T)
+  lengths = jnp.array([T, 2, T, 3, 1, T])
+  _, sown = _helpers.linen_module(cls, H).apply(
+      {"params": params}, xs, rng=keys, seq_lengths=lengths, mutable=["intermediates"])
+  want = sown["intermediates"]["unit_statistics"][0]
+  ys, captured = nnx.capture(model, nnx.Intermediate)(xs, rngs=jax.random.clone(keys),
+                                                      seq_lengths=lengths)
+  (got,) = captured["unit_statistics"].get_value()
+  assert sorted(got) == sorted(want)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), got, want)
+  np.testing.assert_array_equal(ys, model(xs, rngs=jax.random.clone(keys), seq_lengths=lengths))
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("unit statistics computed although nobody asked for them")
+
+  monkeypatch.setattr(activations_src, "unit_statistics", refuse)
+  jax.clear_caches()
+  model(xs, rngs=jax.random.clone(keys))  # not captured: nothing computed
+  with pytest.raises(AssertionError, match="nobody asked"):
+    nnx.capture(model, nnx.Intermediate)(xs, rngs=jax.random.clone(keys))

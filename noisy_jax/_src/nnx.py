@@ -464,6 +464,17 @@ class NoisyGRUCell(_NoisyNNXCell, nnx.RNNCellBase):
   _spec = rnn.GRU
 
 
+def _capturing_intermediates(module: nnx.Module) -> bool:
+  """Whether an ``nnx.capture(..., nnx.Intermediate)`` collects what ``module`` sows.
+
+  The saturation diagnostics are computed only then (NNX's counterpart of a
+  mutable ``"intermediates"`` collection in Linen); otherwise the call traces
+  exactly what it did without them.
+  """
+  return any(type(variable) is nnx.Intermediate
+             for variable in getattr(module, "__captures__", ()))
+
+
 class _NoisyNNXSequence(_NoisyRNNBase):
   """Whole-sequence call on top of the shared base."""
 
@@ -497,16 +508,29 @@ class _NoisyNNXSequence(_NoisyRNNBase):
 
     Returns:
       ``outputs`` of shape ``(B, T, H)``, or ``(carry, outputs)`` with ``return_carry``.
+
+    Under ``nnx.capture(..., nnx.Intermediate)`` (flax 0.12 on) the call also sows its saturation
+    diagnostics as ``"unit_statistics"``: a dict from gate name to
+    :class:`~noisy_jax.activations.UnitStatistics` over the valid steps (see
+    :func:`noisy_jax.rnn.sequence`); otherwise they are not computed. The NNX cells
+    do not sow them: ``nnx.RNN``'s scan cannot carry sown values (use
+    :func:`noisy_jax.rnn.step` with ``statistics=True``, or the Linen cells).
     """
     inputs = checks.sequence_input(inputs, self.in_features)
     time_major = self.time_major if time_major is None else time_major
     inputs, params, key, sigmoid, tanh, deterministic = self._prepare(
         inputs, deterministic, rngs, num_steps=inputs.shape[0 if time_major else 1])
-    return rnn.layer_call(
+    statistics = _capturing_intermediates(self)
+    result = rnn.layer_call(
         self, inputs, rnn.weights_from_params(self._spec, params), key, sigmoid=sigmoid,
         tanh=tanh, deterministic=deterministic, time_major=time_major,
         initial_carry=initial_carry, seq_lengths=seq_lengths, return_carry=return_carry,
-        reverse=reverse, keep_order=keep_order)
+        reverse=reverse, keep_order=keep_order, statistics=statistics)
+    if not statistics:
+      return result
+    result, unit_statistics = result
+    self.sow(nnx.Intermediate, "unit_statistics", unit_statistics)
+    return result
 
 
 class NoisyLSTM(_NoisyNNXSequence):
