@@ -732,10 +732,10 @@ def test_unit_statistics_are_logged_at_each_evaluation_and_plotted(compiled, cou
   # adds no noise (Eq. 9: sigma is 0 where h(x) = u(x)); with its weights scaled up, the
   # same step's units saturate and get noise (c = 30 at step 0: smoke anneals from 30).
   experiment = compiled(base)
-  state = experiment.init_state(experiment.run_keys())
+  state, data = experiment.init_state(experiment.run_keys()), experiment.device_data()
   for scale, saturating in ((1.0, False), (20.0, True)):
     scaled = state._replace(params=jax.tree.map(lambda w, s=scale: s * w, state.params))
-    units = jax.device_get(experiment.unit_statistics(scaled, experiment.device_data()))
+    units = jax.device_get(experiment.unit_statistics(scaled, data))
     for gate in noisy_jax.rnn.LSTM_GATES:
       saturated = units[f"NoisyLSTM_0/{gate}/saturated"]
       noise_std = units[f"NoisyLSTM_0/{gate}/noise_std"]

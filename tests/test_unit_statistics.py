@@ -220,6 +220,16 @@ def test_ntm_statistics_cover_every_gate_and_match_the_head_gates_inputs(control
                              rtol=1e-5)
 
 
+def _forbid_unit_statistics(monkeypatch):
+  """From here on, computing unit statistics raises; the library's jitted parts trace again."""
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("unit statistics computed although nobody asked for them")
+
+  monkeypatch.setattr(activations_src, "unit_statistics", refuse)
+  jax.clear_caches()
+
+
 def _layer_problems():
   x = _helpers.inputs((2, 5, 3), 1, scale=3.0)
   lstm = noisy_jax.nn.NoisyLSTM(4)
@@ -245,11 +255,7 @@ def test_statistics_are_sown_only_when_asked_for_and_change_nothing(name, monkey
   grads_with = jax.grad(lambda p: loss(p, mutable=["intermediates"]))(variables["params"])
   jax.tree.map(np.testing.assert_array_equal, grads, grads_with)
 
-  def refuse(*args, **kwargs):
-    raise AssertionError("unit statistics computed although nobody asked for them")
-
-  monkeypatch.setattr(activations_src, "unit_statistics", refuse)
-  jax.clear_caches()  # the library's jitted parts must trace again, with the patch
+  _forbid_unit_statistics(monkeypatch)
   jax.jit(apply)(variables)  # neither traced nor computed without the collection
   with pytest.raises(AssertionError, match="nobody asked"):
     apply(variables, mutable=["intermediates"])
@@ -298,11 +304,7 @@ def test_nnx_layers_sow_the_linen_statistics_under_capture_only(cls, monkeypatch
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), got, want)
   np.testing.assert_array_equal(ys, model(xs, rngs=jax.random.clone(keys), seq_lengths=lengths))
 
-  def refuse(*args, **kwargs):
-    raise AssertionError("unit statistics computed although nobody asked for them")
-
-  monkeypatch.setattr(activations_src, "unit_statistics", refuse)
-  jax.clear_caches()
+  _forbid_unit_statistics(monkeypatch)
   model(xs, rngs=jax.random.clone(keys))  # not captured: nothing computed
   with pytest.raises(AssertionError, match="nobody asked"):
     nnx.capture(model, nnx.Intermediate)(xs, rngs=jax.random.clone(keys))
